@@ -1,0 +1,164 @@
+"""The ``fgad`` command line: thin wrappers over the library.
+
+    fgad train IMAGES --out MODEL [--preset quick] [--set key=value ...]
+    fgad score MODEL IMAGES --out scores.csv
+    fgad list
+    fgad benchmark [--dataset D --method M ...]
+    fgad report RESULTS_DIR
+
+A user error prints one line ``fgad: error: ...`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ConfigError, FgadError
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values parsed as YAML scalars/lists (``steps=100``, ``tasks=[geometric]``)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair}: cannot parse the value") from exc
+    return out
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from .config import load_config_file
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        overrides.update(load_config_file(args.config))
+    overrides.update(parse_overrides(getattr(args, "set", None)))
+    if getattr(args, "tasks", None):
+        overrides["tasks"] = args.tasks
+    if getattr(args, "seed", None) is not None and not isinstance(args.seed, list):
+        overrides["seed"] = args.seed
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .detector import Detector
+    from .inputs import load_images
+
+    overrides = _overrides(args)
+    det = Detector(preset=args.preset, **overrides)  # validate the config before reading images
+    images, _, skipped = load_images(args.images, key=args.key, label=args.label, skip_unreadable=args.skip_unreadable)
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}", file=sys.stderr)
+    ckpt = args.checkpoint_dir or str(Path(args.out).with_name(Path(args.out).name + ".checkpoints"))
+    det.fit(images, checkpoint_dir=ckpt, progress=not args.quiet)
+    det.save(args.out)
+    import shutil
+
+    shutil.rmtree(ckpt, ignore_errors=True)  # the finished model supersedes its checkpoints
+    print(f"trained on {len(images)} images in {det.info['fit_s']:.1f} s; model written to {args.out}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .detector import Detector
+    from .fileio import atomic_write_text
+    from .inputs import load_images
+
+    det = Detector.load(args.model, device=args.device)
+    images, ids, skipped = load_images(args.images, key=args.key, label=args.label,
+                                       skip_unreadable=args.skip_unreadable)
+    sums = det.score_tasks(images, progress=not args.quiet)
+    from .scoring import fuse
+
+    scores = -fuse(sums, args.fusion or det.config.score_fusion, det.task_terms)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "anomaly_score", *[f"normality_{n}" for n in sums]])
+    for i, ident in enumerate(ids):
+        w.writerow([ident, f"{scores[i]:.6f}", *[f"{sums[n][i]:.6f}" for n in sums]])
+    if args.out == "-":
+        sys.stdout.write(buf.getvalue())
+    else:
+        atomic_write_text(args.out, buf.getvalue())
+        print(f"scored {len(ids)} images; anomaly scores (higher = more anomalous) written to {args.out}",
+              file=sys.stderr)
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}", file=sys.stderr)
+    return 0
+
+
+def _add_image_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key", help="array name inside an .npz file (default x_train)")
+    p.add_argument("--label", type=int, help="only the images of this class (needs a label array, e.g. y_train)")
+    p.add_argument("--skip-unreadable", action="store_true", help="skip unreadable image files and count them")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="fgad", description="Fine-grained one-class image anomaly detection "
+                                     "by multi-task self-supervision. Scores: higher = more anomalous.")
+    parser.add_argument("--version", action="version", version=f"fgad {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a detector on normal images")
+    p.add_argument("images", help=".npz file or folder of normal images")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--preset", default="quick", help="paper | quick | tiny (default quick)")
+    p.add_argument("--tasks", help="comma-separated tasks, e.g. geometric,jigsaw (paper), geometric (MHRot)")
+    p.add_argument("--config", help="YAML/JSON file of config overrides")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--checkpoint-dir", help="training checkpoints (default MODEL.checkpoints); resumes from it")
+    _add_image_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="score images with a trained model (CSV: id, anomaly_score, per-task)")
+    p.add_argument("model", help="model folder written by fgad train")
+    p.add_argument("images", help=".npz file or folder of images")
+    p.add_argument("--out", default="-", help="CSV file to write (default: standard output)")
+    p.add_argument("--fusion", choices=["sum", "mean"], help="task fusion (default: the model's; sum = paper)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    _add_image_args(p)
+    p.set_defaults(func=cmd_score)
+
+    try:
+        from .benchmark import cli as bench_cli
+    except ImportError:
+        bench_cli = None
+    if bench_cli is not None:
+        bench_cli.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FgadError as exc:
+        print(f"fgad: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fgad: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

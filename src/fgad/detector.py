@@ -1,0 +1,253 @@
+"""``Detector``: the paper's multi-task self-supervised anomaly detector behind one object.
+
+Example:
+    >>> from fgad import Detector
+    >>> det = Detector(preset="quick", tasks=("geometric", "jigsaw"))  # the paper's method
+    >>> det.fit(normal_images)              # uint8 N×H×W or N×H×W×C, normal images only
+    >>> scores = det.score(test_images)     # anomaly scores: higher = more anomalous
+    >>> det.save("model/"); det = Detector.load("model/")
+
+``tasks=("geometric",)`` is MHRot, ``("jigsaw",)`` is jigsaw only, both is the paper's method.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .config import DetectorConfig, resolve_config
+from .errors import InputError, ModelFileError
+from .fileio import atomic_directory
+from .nets import MultiTaskNet, WideResNet
+from .preprocess import as_image_array, to_tensor
+from .scoring import fuse, true_class_probability_sum
+from .seeding import seed_everything
+from .tasks import Task, build_task
+from .training import train
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+LOG_FILE = "training_log.json"
+FORMAT_VERSION = 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise InputError(f"unknown device {name!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def versions() -> dict[str, str]:
+    return {"fgad": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+class Detector:
+    """Multi-task self-supervised one-class detector (Jézéquel et al. 2021).
+
+    Args:
+        preset: ``"paper"``, ``"quick"`` or ``"tiny"`` (see :mod:`fgad.config`).
+        **overrides: any :class:`~fgad.config.DetectorConfig` field, e.g. ``tasks``, ``steps``.
+    """
+
+    def __init__(self, preset: str = "quick", **overrides: Any):
+        self.config: DetectorConfig = resolve_config(preset, overrides)
+        self.preset = preset
+        self.tasks: dict[str, Task] = {}
+        self.net: MultiTaskNet | None = None
+        self.input_shape: tuple[int, int, int] | None = None  # H, W, C of the training images
+        self.history: list[dict[str, Any]] = []
+        self.info: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------------------- building
+    def _build(self, channels: int, task_states: dict[str, dict] | None = None) -> None:
+        cfg = self.config
+        self.tasks = {}
+        for name in cfg.tasks:
+            if task_states is not None:
+                params = task_states[name]
+            elif name == "jigsaw":
+                params = {"grid": cfg.jigsaw_grid, "k": cfg.jigsaw_k, "margin": cfg.jigsaw_margin, "seed": cfg.seed}
+            elif name in ("geometric", "translation", "geom72"):
+                params = {"shift_fraction": cfg.shift_fraction}
+            else:
+                params = {}
+            self.tasks[name] = build_task(name, **params)
+        backbone = WideResNet(cfg.depth, cfg.width, channels, cfg.block_dropout)
+        self.net = MultiTaskNet(backbone, {n: t.n_outputs for n, t in self.tasks.items()}, cfg.head_dropout)
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.net is not None and self.input_shape is not None
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.config.device)
+
+    # ----------------------------------------------------------------------------- training
+    def fit(self, images: Any, *, checkpoint_dir: str | Path | None = None, progress: bool = True) -> "Detector":
+        """Train on normal images only (uint8 N×H×W or N×H×W×C, or a dataset's ``x_train``).
+
+        With ``checkpoint_dir``, training checkpoints go there and an interrupted run given the
+        same folder resumes from its last checkpoint.
+        """
+        x_np = as_image_array(images, "training images")
+        if x_np.shape[0] < 2:
+            raise InputError("training images: at least 2 normal images are needed, got 1")
+        cfg = self.config
+        seed_everything(cfg.seed)
+        device = self.device
+        self.input_shape = tuple(int(s) for s in x_np.shape[1:])
+        self._build(self.input_shape[2])
+        self.net.to(device)
+        if cfg.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        x = to_tensor(x_np, cfg.image_size)
+        t0 = time.perf_counter()
+        self.history = train(self.net, self.tasks, x, cfg, device, checkpoint_dir=checkpoint_dir, progress=progress)
+        self.net.eval()
+        self.info = {"n_train": int(x_np.shape[0]), "fit_s": round(time.perf_counter() - t0, 3),
+                     "device": str(device), "versions": versions()}
+        return self
+
+    # ----------------------------------------------------------------------------- scoring
+    def _check_input(self, images: Any) -> np.ndarray:
+        if not self.is_fitted:
+            raise InputError("the detector is not fitted: call fit() or Detector.load() first")
+        x = as_image_array(images, "images to score")
+        h, w, c = self.input_shape
+        if x.shape[3] != c:
+            kinds = {1: "grey", 3: "colour"}
+            raise InputError(f"images to score: the model was trained on {kinds[c]} images ({c} channel(s)) "
+                             f"but got {kinds[x.shape[3]]} images ({x.shape[3]} channel(s))")
+        if x.shape[1:3] != (h, w):
+            raise InputError(f"images to score: the model was trained on {w}x{h} images, got "
+                             f"{x.shape[2]}x{x.shape[1]}")
+        return x
+
+    @torch.inference_mode()
+    def score_tasks(self, images: Any, *, progress: bool = False) -> dict[str, np.ndarray]:
+        """Per-task normality sums (eq. 4; higher = more normal), one array of N per task."""
+        x_np = self._check_input(images)
+        cfg, device = self.config, self.device
+        self.net.to(device).eval()
+        out: dict[str, list[np.ndarray]] = {n: [] for n in self.tasks}
+        bs = cfg.score_batch_size
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, len(x_np), bs), disable=not progress, desc="score", unit="batch"):
+            xb = to_tensor(x_np[start : start + bs], cfg.image_size, device)
+            views = {n: t.views(xb, train=False) for n, t in self.tasks.items()}
+            flat = {n: v.flatten(0, 1) for n, v in views.items()}
+            if cfg.channels_last:
+                flat = {k: v.contiguous(memory_format=torch.channels_last) for k, v in flat.items()}
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") \
+                else torch.autocast(device.type, enabled=False)
+            with autocast:
+                logits = self.net(flat)
+            for n, t in self.tasks.items():
+                lg = logits[n].float().view(xb.shape[0], t.n_views, -1)
+                out[n].append(true_class_probability_sum(lg, t.labels(), t.head_sizes).cpu().numpy())
+        return {n: np.concatenate(v).astype(np.float64) for n, v in out.items()}
+
+    def normality(self, images: Any, *, fusion: str | None = None) -> np.ndarray:
+        """The paper's normality score s(x) (eq. 3): higher = more normal."""
+        sums = self.score_tasks(images)
+        return fuse(sums, fusion or self.config.score_fusion, self.task_terms)
+
+    def score(self, images: Any, *, fusion: str | None = None) -> np.ndarray:
+        """Anomaly scores, one per image: higher = more anomalous (the paper's score negated).
+
+        ``fusion="sum"`` (default, the paper's eq. 3) averages the raw task sums;
+        ``"mean"`` divides each task's sum by its number of terms first.
+        """
+        return -self.normality(images, fusion=fusion)
+
+    @property
+    def task_terms(self) -> dict[str, int]:
+        return {n: t.n_score_terms for n, t in self.tasks.items()}
+
+    # ----------------------------------------------------------------------------- files
+    def save(self, path: str | Path) -> Path:
+        """Write weights (safetensors) and config (JSON) into the folder ``path``, atomically."""
+        if not self.is_fitted:
+            raise InputError("the detector is not fitted: nothing to save")
+        meta = {
+            "format": "fgad-detector", "format_version": FORMAT_VERSION, "preset": self.preset,
+            "config": self.config.to_dict(), "input_shape": list(self.input_shape),
+            "tasks": {n: t.state() for n, t in self.tasks.items()},
+            "task_terms": self.task_terms, "info": self.info, "versions": versions(),
+        }
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        with atomic_directory(path) as tmp:
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "fgad-detector"})
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            (tmp / LOG_FILE).write_text(json.dumps(self.history, indent=1) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None) -> "Detector":
+        """Load a folder written by :meth:`save`. Never unpickles: safetensors and JSON only.
+
+        Raises:
+            ModelFileError: missing files, or tensors whose names, shapes or dtypes do not match
+                the configuration.
+        """
+        path = Path(path)
+        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+            raise ModelFileError(f"{path}: not a saved fgad model (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+        try:
+            meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"{path / CONFIG_FILE}: unreadable model config ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != "fgad-detector":
+            raise ModelFileError(f"{path / CONFIG_FILE}: not an fgad detector config")
+        det = cls.__new__(cls)
+        try:
+            det.config = DetectorConfig.from_dict(meta["config"])
+            if device is not None:
+                det.config.device = device
+            det.preset = str(meta.get("preset", "custom"))
+            det.input_shape = tuple(int(v) for v in meta["input_shape"])
+            det.info = dict(meta.get("info", {}))
+            det.history = []
+            if len(det.input_shape) != 3 or det.input_shape[2] not in (1, 3):
+                raise ValueError(f"bad input_shape {det.input_shape}")
+            det._build(det.input_shape[2], task_states=meta["tasks"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path / CONFIG_FILE}: invalid model config ({exc})") from exc
+        try:
+            tensors = load_file(str(path / WEIGHTS_FILE))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelFileError(f"{path / WEIGHTS_FILE}: unreadable weights ({exc})") from exc
+        _check_tensors(path / WEIGHTS_FILE, det.net.state_dict(), tensors)
+        det.net.load_state_dict(tensors, strict=True)
+        det.net.to(det.device).eval()
+        return det
+
+
+def _check_tensors(path: Path, expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> None:
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    if missing or extra:
+        raise ModelFileError(f"{path}: tensors do not match the config (missing: {', '.join(missing[:3]) or '-'}; "
+                             f"unexpected: {', '.join(extra[:3]) or '-'})")
+    for k, v in expected.items():
+        if got[k].shape != v.shape or got[k].dtype != v.dtype:
+            raise ModelFileError(f"{path}: tensor {k} is {tuple(got[k].shape)} {got[k].dtype}, "
+                                 f"the config needs {tuple(v.shape)} {v.dtype}")
