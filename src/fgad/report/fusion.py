@@ -112,7 +112,8 @@ def fusion_table(res: Results) -> Table | None:
             "each task's sum divided by its number of terms (geometric 36 views × 3 heads = 108, "
             "jigsaw 3 views × 1 head = 3, unless the record's config.task_terms says otherwise) "
             "before the mean. Task alone: that task's sum. Mean over the normal classes, then "
-            "mean ± sample std over seeds; * the seeds cover different classes."
+            "mean ± sample std over seeds (± where a cell has two seeds or more); * the seeds "
+            "cover different classes."
         ],
         left_columns=2,
     )

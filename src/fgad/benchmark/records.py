@@ -1,0 +1,48 @@
+"""One JSON record per finished job, written atomically; a job with a valid record is done.
+
+Layout: ``OUT/records/<dataset>/<method>/<job key>.json``. A record holds the job, the resolved
+config, versions and git revision, timings, metrics, raw test scores and labels (1 = anomaly),
+and per-task normality sums.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ..fileio import atomic_write_json
+from .jobs import Job
+
+RECORD_VERSION = 1
+
+
+def record_path(out_dir: str | Path, job: Job) -> Path:
+    return Path(out_dir) / "records" / job.dataset / job.method / f"{job.key}.json"
+
+
+def is_done(out_dir: str | Path, job: Job) -> bool:
+    """A job is done when its record parses and is for this job; anything else is redone."""
+    path = record_path(out_dir, job)
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(rec, dict) and rec.get("fgad_record") == RECORD_VERSION and rec.get("job") == job.to_dict()
+
+
+def write_record(out_dir: str | Path, job: Job, record: dict[str, Any]) -> Path:
+    path = record_path(out_dir, job)
+    atomic_write_json(path, record)
+    return path
+
+
+def git_revision() -> str | None:
+    """The git commit of the installed fgad source tree, when it is a checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,218 @@
+"""Run benchmark jobs: serially, in a pool of worker processes (one per GPU where there are
+GPUs), or one slice of them per machine (``--shard i/n``, for job arrays).
+
+A finished job writes its record atomically and is skipped by any later run with the same output
+folder; a job in progress keeps training checkpoints, so a crash loses at most the steps since
+the last one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import FgadError
+from ..fileio import atomic_write_text
+from .jobs import Job, parse_classes, parse_seeds, shard
+from .records import RECORD_VERSION, git_revision, is_done, record_path, write_record
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """How to load a dataset: registry name, root and options (so a worker can load it too)."""
+
+    name: str
+    root: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def load(self):
+        return _load_cached(self)
+
+
+_CACHE: dict[DataRef, Any] = {}
+
+
+def _load_cached(ref: DataRef):
+    from ..data import load_dataset
+
+    if ref not in _CACHE:
+        _CACHE.clear()  # one dataset at a time per process keeps memory bounded
+        _CACHE[ref] = load_dataset(ref.name, ref.root, **dict(ref.options))
+    return _CACHE[ref]
+
+
+@dataclass
+class Plan:
+    jobs: list[tuple[Job, DataRef]]
+    skipped_done: int = 0
+    total: int = 0
+
+
+def plan_jobs(datasets: list[DataRef], methods: list[str], classes: str | None, seeds: str | None, preset: str,
+              out_dir: str | Path, shard_spec: tuple[int, int] | None = None) -> Plan:
+    """Every (dataset, method, class, seed) job, this shard's slice, minus the finished ones."""
+    from ..methods import get_method
+
+    for m in methods:
+        get_method(m)  # unknown names fail before any work
+    seed_list = parse_seeds(seeds)
+    jobs: list[tuple[Job, DataRef]] = []
+    for ref in datasets:
+        ds = ref.load()
+        for c in parse_classes(classes, list(ds.class_names)):
+            for seed in seed_list:
+                for m in methods:
+                    jobs.append((Job(ds.name, m, c, str(ds.class_names[c]), seed, preset), ref))
+    total = len(jobs)
+    if shard_spec is not None:
+        jobs = shard(jobs, *shard_spec)
+    pending = [(j, r) for j, r in jobs if not is_done(out_dir, j)]
+    return Plan(pending, skipped_done=len(jobs) - len(pending), total=total)
+
+
+def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, Any] | None = None,
+            device: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train and score one job, write its record, return it."""
+    import torch
+
+    from .. import __version__
+    from ..data import one_vs_all
+    from ..methods import TASK_SETS, create_method
+    from ..metrics import auroc, evaluate
+    from ..scoring import fuse
+
+    t_start = time.perf_counter()
+    ds = ref.load()
+    x_train, x_test, y_test = one_vs_all(ds, job.normal_class)
+    kwargs = dict(overrides or {}) if job.method in TASK_SETS else {}
+    if device and job.method in TASK_SETS:
+        kwargs["device"] = device
+    det = create_method(job.method, job.preset, job.seed, **kwargs)
+    ckpt = Path(out_dir) / "checkpoints" / job.dataset / job.method / job.key
+    t0 = time.perf_counter()
+    if job.method in TASK_SETS:
+        det.fit(x_train, checkpoint_dir=ckpt, progress=progress)
+    else:
+        det.fit(x_train)
+    fit_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    task_scores = None
+    if hasattr(det, "score_tasks"):
+        task_scores = det.score_tasks(x_test, progress=progress)
+        scores = -fuse(task_scores, det.config.score_fusion, det.task_terms)
+    else:
+        scores = det.score(x_test)
+    score_s = time.perf_counter() - t1
+    config = det.config.to_dict() if hasattr(det.config, "to_dict") else dict(det.config)
+    if hasattr(det, "task_terms"):
+        config["task_terms"] = det.task_terms
+    record: dict[str, Any] = {
+        "fgad_record": RECORD_VERSION,
+        "job": job.to_dict(),
+        "config": config,
+        "data": {"ref": {"name": ref.name, "root": ref.root, "options": dict(ref.options)}, "info": ds.info,
+                 "n_train": int(len(x_train)), "n_test": int(len(x_test))},
+        "versions": {"fgad": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": sys.version.split()[0]},
+        "git_revision": git_revision(),
+        "device": str(getattr(det, "device", "cpu")),
+        "timings": {"fit_s": round(fit_s, 3), "score_s": round(score_s, 3),
+                    "total_s": round(time.perf_counter() - t_start, 3)},
+        "metrics": evaluate(y_test, scores),
+        "labels": [int(v) for v in y_test],
+        "scores": [float(v) for v in scores],
+    }
+    if task_scores is not None:
+        record["task_metrics"] = {t: {"auroc": auroc(y_test, -s)} for t, s in task_scores.items()}
+        record["task_scores"] = {t: [float(v) for v in s] for t, s in task_scores.items()}
+    if ds.groups_test is not None:
+        record["groups"] = [str(g) for g in ds.groups_test]
+    write_record(out_dir, job, record)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return record
+
+
+# ------------------------------------------------------------------------------ parallel pool
+_WORKER_DEVICE: str | None = None
+
+
+def _init_worker(devices, threads: int) -> None:
+    global _WORKER_DEVICE
+    import torch
+
+    _WORKER_DEVICE = devices.get() if devices is not None else None
+    torch.set_num_threads(max(1, threads))
+
+
+def _run_in_worker(job: Job, ref: DataRef, out_dir: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    return run_job(job, ref, out_dir, overrides, device=_WORKER_DEVICE)
+
+
+def _note_failure(out_dir: str | Path, job: Job, text: str) -> Path:
+    path = Path(out_dir) / "errors" / job.dataset / job.method / f"{job.key}.txt"
+    atomic_write_text(path, text)
+    return path
+
+
+def run_plan(plan: Plan, out_dir: str | Path, overrides: dict[str, Any] | None = None, workers: int = 1,
+             progress: bool = True, log: Callable[[str], None] = print) -> tuple[int, int]:
+    """Run the pending jobs; returns (finished, failed). Failures are logged and do not stop others."""
+    import torch
+
+    overrides = overrides or {}
+    done = failed = 0
+    n = len(plan.jobs)
+
+    def report(i: int, job: Job, rec: dict[str, Any] | None, err: str | None) -> None:
+        tag = f"[{i}/{n}] {job.dataset} {job.method} class {job.normal_class} ({job.class_name}) seed {job.seed}"
+        if rec is not None:
+            log(f"{tag}: AUROC {rec['metrics']['auroc']:.4f} in {rec['timings']['total_s']:.1f} s")
+        else:
+            log(f"{tag}: FAILED: {err}")
+
+    if workers <= 1:
+        for i, (job, ref) in enumerate(plan.jobs, 1):
+            try:
+                rec = run_job(job, ref, out_dir, overrides, progress=progress)
+                done += 1
+                report(i, job, rec, None)
+            except (FgadError, RuntimeError, ValueError) as exc:
+                failed += 1
+                path = _note_failure(out_dir, job, traceback.format_exc())
+                report(i, job, None, f"{exc} (details in {path})")
+        return done, failed
+    n_gpu = torch.cuda.device_count()
+    ctx = mp.get_context("spawn")
+    devices = None
+    if n_gpu:
+        workers = min(workers, n_gpu)
+        devices = ctx.Manager().Queue()
+        for g in range(workers):
+            devices.put(f"cuda:{g}")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, threads)) as pool:
+        futures = {pool.submit(_run_in_worker, job, ref, str(out_dir), overrides): job for job, ref in plan.jobs}
+        for i, fut in enumerate(as_completed(futures), 1):
+            job = futures[fut]
+            try:
+                rec = fut.result()
+                done += 1
+                report(i, job, rec, None)
+            except Exception as exc:  # a worker's failure is one job's failure
+                failed += 1
+                path = _note_failure(out_dir, job, "".join(traceback.format_exception(exc)))
+                report(i, job, None, f"{exc} (details in {path})")
+    return done, failed
+
+
+__all__ = ["DataRef", "Plan", "plan_jobs", "run_job", "run_plan", "record_path"]
