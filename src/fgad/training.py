@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -152,11 +153,14 @@ def save_checkpoint(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer
 
 def load_checkpoint(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, cfg: DetectorConfig,
                     device: torch.device) -> tuple[int, list[dict[str, Any]]]:
-    try:
-        meta = json.loads((path / "state.json").read_text())
-        tensors = load_file(str(path / "state.safetensors"))
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: unreadable training checkpoint ({exc})") from exc
+    for name in ("state.json", "state.safetensors"):
+        try:
+            if name == "state.json":
+                meta = json.loads((path / name).read_text())
+            else:
+                tensors = load_file(str(path / name))
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise ModelFileError(f"{path / name}: unreadable training checkpoint ({exc})") from exc
     saved = {k: v for k, v in meta.get("config", {}).items() if k not in _RESUME_FREE_KEYS}
     wanted = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_FREE_KEYS}
     if saved != wanted:

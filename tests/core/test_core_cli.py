@@ -151,9 +151,6 @@ def test_subprocess_exit_code_and_single_error_line(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["imgs"]
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: a corrupt MODEL.checkpoints/last/state.safetensors makes "
-                   "training.load_checkpoint (src/fgad/training.py:158) leak a raw SafetensorError, so "
-                   "`fgad train` dies with a traceback instead of `fgad: error:` and exit 2")
 def test_corrupt_checkpoint_is_exit_2(npz_file, tmp_path, capsys):
     last = tmp_path / "m.checkpoints" / "last"
     last.mkdir(parents=True)

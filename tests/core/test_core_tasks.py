@@ -330,8 +330,6 @@ def test_build_task_names_and_errors():
         JigsawTask(k=3, permutations=[[0, 1, 2, 3, 4, 5, 6, 7, 8]] * 2)  # 2 given, 3 asked
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: TASKS['rotation'] is `lambda **kw: RotationTask()`, which "
-                   "swallows unknown parameters although build_task documents them as an error")
 def test_build_task_rotation_refuses_unknown_parameters():
     with pytest.raises(ConfigError):
         build_task("rotation", bogus=1)

@@ -164,9 +164,6 @@ def test_unreadable_checkpoint_config_is_refused(full_run, small_images, tmp_pat
         Detector(**RUN).fit(small_images, checkpoint_dir=tmp_path / "ckpt", progress=False)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: training.load_checkpoint (src/fgad/training.py:158) catches "
-                   "(OSError, ValueError) only; safetensors raises SafetensorError (an Exception, not a "
-                   "ValueError) for a corrupt state.safetensors, so it escapes as a raw SafetensorError")
 def test_unreadable_checkpoint_weights_are_refused(full_run, small_images, tmp_path):
     _, _, ckpt = full_run
     shutil.copytree(ckpt, tmp_path / "ckpt")

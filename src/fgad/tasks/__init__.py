@@ -12,7 +12,7 @@ from .jigsaw import JigsawTask, choose_permutations
 TASKS: dict[str, Callable[..., Task]] = {
     "geometric": GeometricTask,
     "jigsaw": JigsawTask,
-    "rotation": lambda **kw: RotationTask(),
+    "rotation": RotationTask,
     "translation": TranslationTask,
     "geom72": Geom72Task,
 }
