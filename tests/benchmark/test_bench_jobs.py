@@ -108,8 +108,6 @@ def test_parse_seeds_errors(text):
         parse_seeds(text)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: parse_seeds keeps duplicates (parse_classes drops them), "
-                                       "so '--seeds 0,0-1' plans the same job twice")
 def test_parse_seeds_drops_duplicates_like_parse_classes():
     assert parse_seeds("0,0-1") == [0, 1]
 

@@ -62,7 +62,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
         for d in datasets:
             load_dataset(d, args.data_root, download=True, **options)
-    plan = plan_jobs(refs, methods, classes, args.seeds, args.preset, args.out, parse_shard(args.shard))
+    plan = plan_jobs(refs, methods, classes, args.seeds, args.preset, args.out, parse_shard(args.shard), overrides)
     print(f"{plan.total} job(s) in the sweep; {len(plan.jobs)} to run here, {plan.skipped_done} already done "
           f"(records in {args.out})", file=sys.stderr)
     t0 = time.perf_counter()

@@ -86,4 +86,4 @@ def parse_seeds(text: str | None) -> list[int]:
             out.append(int(part))
         else:
             raise ConfigError(f"--seeds expects integers or ranges like 0-4, got {part!r}")
-    return out
+    return list(dict.fromkeys(out))  # a seed named twice is one job, not two

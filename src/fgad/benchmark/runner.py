@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import FgadError
 from ..fileio import atomic_write_text
 from .jobs import Job, parse_classes, parse_seeds, shard
 from .records import RECORD_VERSION, git_revision, is_done, record_path, write_record
@@ -58,9 +57,20 @@ class Plan:
     total: int = 0
 
 
+def method_overrides(method: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The detector config overrides that apply to ``method`` (only Detector-based methods take them)."""
+    from ..methods import TASK_SETS
+
+    return dict(overrides or {}) if method in TASK_SETS else {}
+
+
 def plan_jobs(datasets: list[DataRef], methods: list[str], classes: str | None, seeds: str | None, preset: str,
-              out_dir: str | Path, shard_spec: tuple[int, int] | None = None) -> Plan:
-    """Every (dataset, method, class, seed) job, this shard's slice, minus the finished ones."""
+              out_dir: str | Path, shard_spec: tuple[int, int] | None = None,
+              overrides: dict[str, Any] | None = None) -> Plan:
+    """Every (dataset, method, class, seed) job, this shard's slice, minus the finished ones.
+
+    A record made with other config overrides does not count as finished: the job is redone.
+    """
     from ..methods import get_method
 
     for m in methods:
@@ -76,7 +86,8 @@ def plan_jobs(datasets: list[DataRef], methods: list[str], classes: str | None, 
     total = len(jobs)
     if shard_spec is not None:
         jobs = shard(jobs, *shard_spec)
-    pending = [(j, r) for j, r in jobs if not is_done(out_dir, j)]
+    pending = [(j, r) for j, r in jobs
+               if not is_done(out_dir, j, None if overrides is None else method_overrides(j.method, overrides))]
     return Plan(pending, skipped_done=len(jobs) - len(pending), total=total)
 
 
@@ -94,7 +105,8 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
     t_start = time.perf_counter()
     ds = ref.load()
     x_train, x_test, y_test = one_vs_all(ds, job.normal_class)
-    kwargs = dict(overrides or {}) if job.method in TASK_SETS else {}
+    kwargs = method_overrides(job.method, overrides)
+    requested = dict(kwargs)
     if device and job.method in TASK_SETS:
         kwargs["device"] = device
     det = create_method(job.method, job.preset, job.seed, **kwargs)
@@ -120,6 +132,7 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
         "fgad_record": RECORD_VERSION,
         "job": job.to_dict(),
         "config": config,
+        "overrides": requested,
         "data": {"ref": {"name": ref.name, "root": ref.root, "options": dict(ref.options)}, "info": ds.info,
                  "n_train": int(len(x_train)), "n_test": int(len(x_test))},
         "versions": {"fgad": __version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -186,7 +199,7 @@ def run_plan(plan: Plan, out_dir: str | Path, overrides: dict[str, Any] | None =
                 rec = run_job(job, ref, out_dir, overrides, progress=progress)
                 done += 1
                 report(i, job, rec, None)
-            except (FgadError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # one job's failure must not stop the sweep
                 failed += 1
                 path = _note_failure(out_dir, job, traceback.format_exc())
                 report(i, job, None, f"{exc} (details in {path})")
