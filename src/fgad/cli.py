@@ -138,13 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_args(p)
     p.set_defaults(func=cmd_score)
 
-    try:
-        from .benchmark import cli as bench_cli
-    except ImportError:
-        bench_cli = None
-    if bench_cli is not None:
-        bench_cli.add_commands(sub)
+    import importlib
+    import importlib.util
+
+    for module in COMMAND_MODULES:  # each adds its subcommands; one module per concept
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).add_commands(sub)
     return parser
+
+
+# Modules that contribute subcommands through ``add_commands(subparsers)``.
+COMMAND_MODULES = ("fgad.benchmark.cli", "fgad.decision_cli", "fgad.explain_cli", "fgad.export_cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

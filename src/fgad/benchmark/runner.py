@@ -112,7 +112,11 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
     det = create_method(job.method, job.preset, job.seed, **kwargs)
     ckpt = Path(out_dir) / "checkpoints" / job.dataset / job.method / job.key
     t0 = time.perf_counter()
-    if job.method in TASK_SETS:
+    if hasattr(det, "fit_from_dataset"):
+        # Semi-supervised methods (Deep SAD) draw their labelled anomalies from the train split
+        # themselves, and record how in ``det.info["labelled_anomalies"]``.
+        det.fit_from_dataset(ds, job.normal_class)
+    elif job.method in TASK_SETS:
         det.fit(x_train, checkpoint_dir=ckpt, progress=progress)
     else:
         det.fit(x_train)
@@ -148,11 +152,19 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
     if task_scores is not None:
         record["task_metrics"] = {t: {"auroc": auroc(y_test, -s)} for t, s in task_scores.items()}
         record["task_scores"] = {t: [float(v) for v in s] for t, s in task_scores.items()}
+    if getattr(det, "info", None):
+        record["method_info"] = _jsonable(det.info)
     if ds.groups_test is not None:
         record["groups"] = [str(g) for g in ds.groups_test]
     write_record(out_dir, job, record)
     shutil.rmtree(ckpt, ignore_errors=True)
     return record
+
+
+def _jsonable(obj: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
 # ------------------------------------------------------------------------------ parallel pool
