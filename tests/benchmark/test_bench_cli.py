@@ -9,7 +9,7 @@ import pytest
 
 from fgad.cli import main
 
-from conftest import read_records
+from bench_helpers import read_records
 
 
 def call(argv: list[str]) -> tuple[int, str, str]:

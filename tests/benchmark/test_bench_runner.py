@@ -19,7 +19,7 @@ from fgad.methods import METHODS, MeanDistance, Method
 from fgad.metrics import auroc, evaluate
 from fgad.report.records import validate_record
 
-from conftest import CLASS_NAMES, FAST, LogSink, read_records, write_npz
+from bench_helpers import CLASS_NAMES, FAST, LogSink, read_records, write_npz
 
 RECORD_KEYS = {"fgad_record", "job", "config", "versions", "git_revision", "timings", "metrics", "labels", "scores"}
 
