@@ -15,6 +15,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -54,12 +55,25 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def check_writable_parent(path: str) -> None:
+    from .fileio import OutputError
+
+    parent = Path(path).absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {path}: folder {parent} is not writable")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .detector import Detector
     from .inputs import load_images
 
     overrides = _overrides(args)
     det = Detector(preset=args.preset, **overrides)  # validate the config before reading images
+    check_writable_parent(args.out)  # fail before training, not after
     images, _, skipped = load_images(args.images, key=args.key, label=args.label, skip_unreadable=args.skip_unreadable)
     if skipped:
         print(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}", file=sys.stderr)
@@ -79,23 +93,43 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .inputs import load_images
 
     det = Detector.load(args.model, device=args.device)
+    fusion = args.fusion or det.config.score_fusion
+    if args.decide:  # checked before any image is read or scored
+        from .errors import InputError
+
+        if det.decision is None:
+            raise InputError(f"{args.model}: the model has no decision threshold; run "
+                             f"fgad calibrate {args.model} HELD_OUT_NORMAL_IMAGES first")
+        if args.fusion and args.fusion != det.decision.get("fusion", fusion):
+            raise InputError(f"--decide: the threshold was calibrated with --fusion {det.decision.get('fusion')}, "
+                             f"not {args.fusion}")
+        fusion = det.decision.get("fusion", fusion)
     images, ids, skipped = load_images(args.images, key=args.key, label=args.label,
                                        skip_unreadable=args.skip_unreadable)
     sums = det.score_tasks(images, progress=not args.quiet)
     from .scoring import fuse
 
-    scores = -fuse(sums, args.fusion or det.config.score_fusion, det.task_terms)
+    scores = -fuse(sums, fusion, det.task_terms)
+    decided = None
+    if args.decide:
+        from .decision import decide
+
+        decided = decide(scores, det.decision)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", "anomaly_score", *[f"normality_{n}" for n in sums]])
+    w.writerow(["id", "anomaly_score", *[f"normality_{n}" for n in sums], *(["is_anomaly"] if args.decide else [])])
     for i, ident in enumerate(ids):
-        w.writerow([ident, f"{scores[i]:.6f}", *[f"{sums[n][i]:.6f}" for n in sums]])
+        w.writerow([ident, f"{scores[i]:.6f}", *[f"{sums[n][i]:.6f}" for n in sums],
+                    *([int(decided[i])] if decided is not None else [])])
     if args.out == "-":
         sys.stdout.write(buf.getvalue())
     else:
         atomic_write_text(args.out, buf.getvalue())
         print(f"scored {len(ids)} images; anomaly scores (higher = more anomalous) written to {args.out}",
               file=sys.stderr)
+    if decided is not None:
+        print(f"{int(decided.sum())} of {len(ids)} image(s) anomalous (anomaly score >= threshold "
+              f"{det.decision['threshold']:.6g})", file=sys.stderr)
     if skipped:
         print(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}", file=sys.stderr)
     return 0
@@ -135,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="-", help="CSV file to write (default: standard output)")
     p.add_argument("--fusion", choices=["sum", "mean"], help="task fusion (default: the model's; sum = paper)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--decide", action="store_true",
+                   help="add a column is_anomaly (1 = score >= the threshold set by fgad calibrate)")
     _add_image_args(p)
     p.set_defaults(func=cmd_score)
 
