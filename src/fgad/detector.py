@@ -73,6 +73,7 @@ class Detector:
         self.input_shape: tuple[int, int, int] | None = None  # H, W, C of the training images
         self.history: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
+        self.decision: dict[str, Any] | None = None  # set by calibrate(): threshold and rates
 
     # ----------------------------------------------------------------------------- building
     def _build(self, channels: int, task_states: dict[str, dict] | None = None) -> None:
@@ -121,6 +122,7 @@ class Detector:
         t0 = time.perf_counter()
         self.history = train(self.net, self.tasks, x, cfg, device, checkpoint_dir=checkpoint_dir, progress=progress)
         self.net.eval()
+        self.decision = None  # a threshold calibrated on another network no longer holds
         self.info = {"n_train": int(x_np.shape[0]), "fit_s": round(time.perf_counter() - t0, 3),
                      "device": str(device), "versions": versions()}
         return self
@@ -182,6 +184,45 @@ class Detector:
     def task_terms(self) -> dict[str, int]:
         return {n: t.n_score_terms for n, t in self.tasks.items()}
 
+    # ----------------------------------------------------------------------------- decisions
+    def calibrate(self, normal_images: Any = None, *, images: Any = None, labels: Any = None,
+                  target_fpr: float = 0.05, rule: str | None = None, target: float | None = None,
+                  fusion: str | None = None) -> dict[str, Any]:
+        """Choose the decision threshold on held-out images; store it in ``self.decision``.
+
+        - ``normal_images`` only (not the training images: they score too normal): the
+          threshold rejects at most ``target_fpr`` of them (:func:`fgad.decision.threshold_at_fpr`);
+        - ``images`` with ``labels`` (1 = anomaly, 0 = normal; ``normal_images``, if also given,
+          are added with label 0): ``rule`` ``"bpcer"`` (default, target = ``target_fpr``),
+          ``"apcer"`` or ``"f1"`` (:func:`fgad.decision.threshold_from_labels`).
+
+        The dict returned (threshold, rule, target, counts, achieved rates, fusion) is saved with
+        the model; :meth:`predict` applies it: anomalous when the anomaly score >= threshold.
+        """
+        from .decision import calibrate_scores, check_calibration_args
+
+        fusion = fusion or self.config.score_fusion
+        check_calibration_args(fusion, rule, target_fpr, target)  # before any scoring
+        if images is not None and labels is None:
+            raise InputError("calibrate: images need labels (1 = anomaly, 0 = normal); "
+                             "for normal images only, pass them as normal_images")
+        decision = calibrate_scores(
+            None if normal_images is None else self.score(normal_images, fusion=fusion),
+            None if images is None else self.score(images, fusion=fusion), labels,
+            target_fpr=target_fpr, rule=rule, target=target)
+        decision["fusion"] = fusion
+        self.decision = decision
+        return decision
+
+    def predict(self, images: Any) -> np.ndarray:
+        """1 = anomaly (anomaly score >= the calibrated threshold), 0 = normal; int64, one per image."""
+        from .decision import decide
+
+        if self.decision is None:
+            raise InputError("the detector has no decision threshold: call calibrate() with held-out "
+                             "normal images first (command line: fgad calibrate MODEL IMAGES)")
+        return decide(self.score(images, fusion=self.decision.get("fusion")), self.decision)
+
     # ----------------------------------------------------------------------------- files
     def save(self, path: str | Path) -> Path:
         """Write weights (safetensors) and config (JSON) into the folder ``path``, atomically."""
@@ -193,6 +234,8 @@ class Detector:
             "tasks": {n: t.state() for n, t in self.tasks.items()},
             "task_terms": self.task_terms, "info": self.info, "versions": versions(),
         }
+        if self.decision is not None:
+            meta["decision"] = self.decision
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         with atomic_directory(path) as tmp:
             save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "fgad-detector"})
@@ -226,6 +269,7 @@ class Detector:
             det.input_shape = tuple(int(v) for v in meta["input_shape"])
             det.info = dict(meta.get("info", {}))
             det.history = []
+            det.decision = _load_decision(meta.get("decision"))
             if len(det.input_shape) != 3 or det.input_shape[2] not in (1, 3):
                 raise ValueError(f"bad input_shape {det.input_shape}")
             det._build(det.input_shape[2], task_states=meta["tasks"])
@@ -239,6 +283,20 @@ class Detector:
         det.net.load_state_dict(tensors, strict=True)
         det.net.to(det.device).eval()
         return det
+
+
+def _load_decision(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    from .decision import check_decision
+
+    try:
+        decision = check_decision(value)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    if decision.get("fusion", "sum") not in ("sum", "mean"):
+        raise ValueError(f"decision: unknown fusion {decision.get('fusion')!r}")
+    return dict(decision)
 
 
 def _check_tensors(path: Path, expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> None:

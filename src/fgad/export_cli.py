@@ -1,0 +1,70 @@
+"""``fgad export MODEL --format onnx --out model.onnx``: a saved model as an ONNX graph.
+
+Writes ``model.onnx`` and its sidecar ``model.onnx.json`` (preprocessing, tasks, fusion, the
+threshold if calibrated); see :mod:`fgad.export`. Needs the ``onnx`` package
+(``pip install 'fgad[export]'``); without it the command says so in one line and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .errors import InputError
+
+FORMATS = ("onnx",)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.format not in FORMATS:
+        raise InputError(f"unknown --format {args.format!r}; known: {', '.join(FORMATS)}")
+    from .export import OPSET, require
+
+    require("onnx")  # before loading the model: say what to install first
+    ort = require("onnxruntime") if args.verify else None
+    if args.opset is not None:
+        try:
+            opset = int(args.opset)
+        except ValueError:
+            raise InputError(f"--opset expects an integer >= 17, got {args.opset!r}") from None
+    else:
+        opset = OPSET
+    from .detector import Detector
+    from .export import export_onnx, sidecar_path
+
+    det = Detector.load(args.model, device="cpu")
+    meta = export_onnx(det, args.out, opset=opset)
+    if args.verify:
+        import numpy as np
+
+        from .export import preprocess
+
+        rng = np.random.default_rng(0)
+        h, w, c = det.input_shape
+        x = rng.integers(0, 256, (4, h, w, c), dtype=np.uint8)
+        sess = ort.InferenceSession(str(args.out), providers=["CPUExecutionProvider"])
+        got = sess.run(["anomaly_score"], {"images": preprocess(x, meta)})[0]
+        ref = det.score(x)
+        err = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)))
+        if err > 1e-4:
+            raise InputError(f"{args.out}: onnxruntime scores differ from PyTorch's (relative error {err:.2e})")
+        print(f"verified with onnxruntime on 4 random images: relative error {err:.1e}")
+    _, c, s, _ = meta["input"]["shape"]
+    print(f"wrote {args.out} (opset {opset}; input: preprocessed images N×{c}×{s}×{s}, views built inside "
+          f"the graph) and its sidecar {sidecar_path(args.out)}")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a trained model (ONNX graph + JSON sidecar)",
+                       description="Export a model folder as ONNX: the graph takes preprocessed images "
+                       "N×C×S×S in [-1, 1], builds the pretext views inside and outputs anomaly_score "
+                       "(higher = more anomalous), normality and per-task normality; the sidecar "
+                       "OUT.json describes the preprocessing.")
+    p.add_argument("model", help="model folder written by fgad train")
+    p.add_argument("--format", default="onnx", help="onnx (the only format)")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx (sidecar: model.onnx.json)")
+    p.add_argument("--opset", help="ONNX opset, >= 17 (default 18)")
+    p.add_argument("--verify", action="store_true",
+                   help="compare onnxruntime's scores with PyTorch's on random images (needs onnxruntime)")
+    p.set_defaults(func=cmd_export)
