@@ -269,6 +269,9 @@ class Detector:
             det.input_shape = tuple(int(v) for v in meta["input_shape"])
             det.info = dict(meta.get("info", {}))
             det.history = []
+            if (path / LOG_FILE).is_file():  # kept so that a re-save does not drop the log
+                log = json.loads((path / LOG_FILE).read_text(encoding="utf-8"))
+                det.history = log if isinstance(log, list) else []
             det.decision = _load_decision(meta.get("decision"))
             if len(det.input_shape) != 3 or det.input_shape[2] not in (1, 3):
                 raise ValueError(f"bad input_shape {det.input_shape}")

@@ -1,0 +1,569 @@
+"""Why an image was scored as it was: the score broken down by task and transformation, and a
+coarse heat map of where the jigsaw task stopped recognising the image.
+
+>>> from fgad.explain import breakdown, heatmap, explain_image
+>>> parts = breakdown(det, images)        # one JSON-able dict per image
+>>> cells = heatmap(det, images)          # N×n_h×n_w jigsaw occlusion map (higher = more anomalous)
+>>> info = explain_image(det, image)      # both, for one image, plus the map at image resolution
+
+**Breakdown.** For every task and every one of its views, the softmax probability of the view's
+true class on every head (the terms the paper's eq. 2/4 sums): for ``geometric`` a 3×3×4 table
+(vertical shift × horizontal shift × rotation) of p_vertical + p_horizontal + p_rotation, for
+``jigsaw`` p(true permutation) per permutation. Per head and class, the mean true-class
+probability over the views with that class says which rotation or shift the network recognised
+least. The task sums equal :meth:`fgad.Detector.score_tasks`, and the fused ``normality`` equals
+:meth:`fgad.Detector.normality` (``anomaly_score`` = its negation: higher = more anomalous).
+
+**Heat map (occlusion recovery on the jigsaw task).** For source cell c of the n_h × n_w jigsaw
+grid and permutation view p (test-time tiles, centred), the tile cut from cell c — wherever p
+places it — is replaced by its own mean colour (``fill="mean"``; ``"zero"`` = the mid-grey of the
+gaps). With P_p the softmax probability of permutation p on view p::
+
+    H[c] = (1/k) Σ_p ( P_p(view p with tile c flattened) − P_p(view p) )
+
+H[c] > 0: the network recognises the permutations *better* without the detail of tile c, so that
+tile is what looks unfamiliar (anomalous); H[c] < 0: the tile carries detail the network relies
+on (normal-looking evidence); ≈ 0: it does not matter. The map is computed on the network's input
+(after padding / resizing to ``image_size``) and painted back onto the original pixels, each pixel
+taking the value of the cell its network position falls in (pixels outside the grid: the nearest
+cell). The anomalous cell is the argmax.
+
+Only the public :class:`~fgad.Detector` (``config``, ``tasks``, ``net``, ``input_shape``) is used.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .preprocess import as_image_array, to_tensor
+
+__all__ = ["breakdown", "heatmap", "explain_image", "explanation_json", "render_explanation", "cell_index_map",
+           "cell_boxes", "upsample_heatmap", "format_breakdown", "head_names", "class_names", "paste_patch",
+           "boxes_overlap", "localisation_hit_rate", "HEATMAP_RULE"]
+
+HEATMAP_RULE = ("jigsaw occlusion recovery: H[c] = mean over permutation views of p(true permutation with the "
+                "tile of cell c flattened to its mean colour) - p(true permutation); higher = the tile looks "
+                "more anomalous")
+
+_HEADS = {
+    "geometric": ("vertical", "horizontal", "rotation"),
+    "translation": ("vertical", "horizontal"),
+    "rotation": ("rotation",),
+    "jigsaw": ("permutation",),
+    "geom72": ("transformation",),
+}
+_CLASSES = {
+    "vertical": ("none", "up", "down"),  # shift classes 0 = none, 1 = -t, 2 = +t (+t moves content down)
+    "horizontal": ("none", "left", "right"),
+    "rotation": ("0 deg", "90 deg", "180 deg", "270 deg"),  # counter-clockwise quarter turns
+}
+
+
+def head_names(task) -> tuple[str, ...]:
+    """Names of a task's softmax heads (``vertical``, ``horizontal``, ``rotation``, ``permutation``...)."""
+    names = _HEADS.get(getattr(task, "name", ""))
+    if names is None or len(names) != len(task.head_sizes):
+        names = tuple(f"head{h}" for h in range(len(task.head_sizes)))
+    return names
+
+
+def class_names(task, head: int) -> list[str]:
+    """Readable names of the classes of head ``head`` of ``task``."""
+    hname = head_names(task)[head]
+    size = task.head_sizes[head]
+    if hname in _CLASSES and len(_CLASSES[hname]) == size:
+        return list(_CLASSES[hname])
+    if hname == "permutation":
+        return ["identity" if i == 0 and list(task.permutations[0]) == sorted(task.permutations[0])
+                else f"perm {i}" for i in range(size)]
+    if task.name == "geom72" and size == 72:
+        out = []
+        for f, v, h, r in itertools.product(range(2), range(3), range(3), range(4)):
+            out.append("/".join([("flip" if f else "noflip"), _CLASSES["vertical"][v], _CLASSES["horizontal"][h],
+                                 _CLASSES["rotation"][r]]))
+        return out
+    return [str(i) for i in range(size)]
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _check_detector(det) -> None:
+    if getattr(det, "net", None) is None or getattr(det, "input_shape", None) is None:
+        raise InputError("the detector is not fitted: call fit() or Detector.load() first")
+
+
+def _prepare(det, images: Any, what: str = "images to explain") -> np.ndarray:
+    """Validated uint8 N×H×W×C images matching the detector's input shape."""
+    _check_detector(det)
+    x = as_image_array(images, what)
+    h, w, c = det.input_shape
+    if x.shape[3] != c:
+        kinds = {1: "grey", 3: "colour"}
+        raise InputError(f"{what}: the model was trained on {kinds[c]} images ({c} channel(s)) but got "
+                         f"{kinds[x.shape[3]]} images ({x.shape[3]} channel(s))")
+    if x.shape[1:3] != (h, w):
+        raise InputError(f"{what}: the model was trained on {w}x{h} images, got {x.shape[2]}x{x.shape[1]}")
+    return x
+
+
+def _device(det) -> torch.device:
+    from .detector import resolve_device
+
+    return resolve_device(det.config.device)
+
+
+def _forward(det, views: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    cfg = det.config
+    if cfg.channels_last:
+        views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") \
+        else torch.autocast(device.type, enabled=False)
+    with autocast:
+        out = det.net(views)
+    return {k: v.float() for k, v in out.items()}
+
+
+def _true_probs(logits: torch.Tensor, labels: torch.Tensor, head_sizes) -> torch.Tensor:
+    """B×V×outputs logits → B×V×n_heads softmax probabilities of the true classes."""
+    parts, start = [], 0
+    for h, size in enumerate(head_sizes):
+        probs = torch.softmax(logits[..., start : start + size], dim=-1)
+        idx = labels[:, h].to(logits.device)[None, :, None].expand(logits.shape[0], -1, 1)
+        parts.append(probs.gather(-1, idx).squeeze(-1))
+        start += size
+    return torch.stack(parts, -1)
+
+
+def _batches(det, x: np.ndarray, device: torch.device):
+    bs = max(1, int(det.config.score_batch_size))
+    for start in range(0, len(x), bs):
+        yield to_tensor(x[start : start + bs], det.config.image_size, device)
+
+
+@torch.inference_mode()
+def view_probabilities(det, images: Any) -> dict[str, np.ndarray]:
+    """Per task, N×V×n_heads true-class softmax probabilities of every view (test-time views)."""
+    x = _prepare(det, images)
+    device = _device(det)
+    det.net.to(device).eval()
+    out: dict[str, list[np.ndarray]] = {n: [] for n in det.tasks}
+    for xb in _batches(det, x, device):
+        views = {n: t.views(xb, train=False).flatten(0, 1) for n, t in det.tasks.items()}
+        logits = _forward(det, views, device)
+        for n, t in det.tasks.items():
+            lg = logits[n].view(xb.shape[0], t.n_views, -1)
+            out[n].append(_true_probs(lg, t.labels(), t.head_sizes).cpu().numpy().astype(np.float64))
+    return {n: np.concatenate(v) for n, v in out.items()}
+
+
+def _is_product_table(labels: np.ndarray, sizes: tuple[int, ...]) -> bool:
+    expected = np.array(list(itertools.product(*[range(s) for s in sizes])))
+    return labels.shape == expected.shape and bool((labels == expected).all())
+
+
+def _fuse(sums: dict[str, float], fusion: str, terms: dict[str, int]) -> float:
+    parts = [s / terms[n] if fusion == "mean" else s for n, s in sums.items()]
+    return float(np.mean(parts))
+
+
+# ----------------------------------------------------------------------------------- breakdown
+def breakdown(det, images: Any, *, fusion: str | None = None) -> list[dict[str, Any]]:
+    """Per image, the normality score broken down by task, view and head (JSON-serialisable).
+
+    Each dict: ``anomaly_score`` (higher = more anomalous), ``normality`` (the paper's s(x),
+    higher = more normal), ``fusion``, and ``tasks[name]`` with ``score`` (the task sum of eq. 4),
+    ``max_score`` (views × heads), ``recognised`` (score / max_score), ``heads``, ``classes``,
+    ``views`` (per view: name, labels, ``p_true`` per head, their ``sum``), ``table`` (the view
+    sums shaped by the head sizes when the views are their product, e.g. 3×3×4 for geometric),
+    ``per_class`` (per head and class: mean true-class probability over the views of that class)
+    and ``least_recognised`` (the view with the smallest sum, and per head its weakest class).
+    """
+    _check_detector(det)
+    fusion = fusion or det.config.score_fusion
+    if fusion not in ("sum", "mean"):
+        raise InputError(f"fusion must be 'sum' or 'mean', got {fusion!r}")
+    probs = view_probabilities(det, images)
+    terms = {n: t.n_score_terms for n, t in det.tasks.items()}
+    n_images = next(iter(probs.values())).shape[0]
+    static = {n: _task_static(t) for n, t in det.tasks.items()}
+    out = []
+    for i in range(n_images):
+        tasks: dict[str, Any] = {}
+        for n, t in det.tasks.items():
+            tasks[n] = _task_breakdown(t, static[n], probs[n][i])
+        sums = {n: tasks[n]["score"] for n in tasks}
+        normality = _fuse(sums, fusion, terms)
+        out.append({"anomaly_score": -normality, "normality": normality, "fusion": fusion, "tasks": tasks})
+    return out
+
+
+def _task_static(task) -> dict[str, Any]:
+    labels = task.labels().cpu().numpy()
+    heads = head_names(task)
+    classes = {h: class_names(task, j) for j, h in enumerate(heads)}
+    view_names = ["/".join(classes[heads[j]][labels[v, j]] for j in range(len(heads))) for v in range(len(labels))]
+    return {"labels": labels, "heads": heads, "classes": classes, "view_names": view_names,
+            "product": _is_product_table(labels, tuple(task.head_sizes))}
+
+
+def _task_breakdown(task, st: dict[str, Any], p: np.ndarray) -> dict[str, Any]:
+    """p: V×n_heads true-class probabilities of one image."""
+    labels, heads, classes = st["labels"], st["heads"], st["classes"]
+    view_sums = p.sum(1)
+    score = float(view_sums.sum())
+    max_score = int(p.size)
+    views = [{"view": st["view_names"][v], "labels": [int(c) for c in labels[v]],
+              "p_true": [round(float(q), 6) for q in p[v]], "sum": round(float(view_sums[v]), 6)}
+             for v in range(len(labels))]
+    per_class: dict[str, dict[str, float]] = {}
+    weakest: dict[str, dict[str, Any]] = {}
+    for j, h in enumerate(heads):
+        means = {}
+        for c, cname in enumerate(classes[h]):
+            sel = labels[:, j] == c
+            if sel.any():
+                means[cname] = round(float(p[sel, j].mean()), 6)
+        per_class[h] = means
+        worst = min(means, key=means.get)
+        weakest[h] = {"class": worst, "mean_p_true": means[worst], "chance": round(1.0 / task.head_sizes[j], 6)}
+    v_min = int(np.argmin(view_sums))
+    entry: dict[str, Any] = {
+        "score": round(score, 6), "max_score": max_score, "recognised": round(score / max_score, 6),
+        "heads": list(heads), "head_sizes": [int(s) for s in task.head_sizes],
+        "classes": {h: list(c) for h, c in classes.items()}, "views": views,
+        "per_class": per_class,
+        "least_recognised": {"view": st["view_names"][v_min], "view_index": v_min,
+                             "sum": round(float(view_sums[v_min]), 6), "of": len(heads), "per_head": weakest},
+    }
+    if st["product"]:
+        entry["table_shape"] = [int(s) for s in task.head_sizes]
+        entry["table"] = np.round(view_sums.reshape(task.head_sizes), 6).tolist()
+    if hasattr(task, "permutations"):
+        entry["permutations"] = [list(map(int, q)) for q in task.permutations]
+    return entry
+
+
+def format_breakdown(b: dict[str, Any]) -> str:
+    """A compact text table of one image's :func:`breakdown`."""
+    lines = [f"anomaly score {b['anomaly_score']:.4f} (higher = more anomalous; normality "
+             f"{b['normality']:.4f}, fusion {b['fusion']})",
+             f"{'task':<12} {'score':>9} {'max':>5} {'recognised':>10}  least recognised view"]
+    for n, t in b["tasks"].items():
+        lr = t["least_recognised"]
+        lines.append(f"{n:<12} {t['score']:>9.3f} {t['max_score']:>5d} {t['recognised']:>10.3f}  "
+                     f"{lr['view']} ({lr['sum']:.3f} of {lr['of']})")
+    lines.append(f"{'head':<24} mean p(true class) per class  [weakest]")
+    for n, t in b["tasks"].items():
+        for h, means in t["per_class"].items():
+            cells = "  ".join(f"{c} {v:.3f}" for c, v in means.items())
+            lines.append(f"{n + '/' + h:<24} {cells}  [{t['least_recognised']['per_head'][h]['class']}]")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- heat map
+def _jigsaw(det):
+    _check_detector(det)
+    task = det.tasks.get("jigsaw")
+    if task is None:
+        raise InputError(f"the model has no jigsaw task (tasks: {', '.join(det.tasks)}): no jigsaw heat map")
+    return task
+
+
+def _occluded_views(task, xb: torch.Tensor, fill: str) -> torch.Tensor:
+    """B×(1 + n_cells)×k×C×S×S: the k test views, then per source cell the k views with its tile flattened."""
+    base = task.views(xb, train=False)  # B×k×C×S×S
+    b, k = base.shape[:2]
+    s_side = xb.shape[-1]
+    rows0, cols0, th, tw = task.geometry(xb.shape[-2], s_side)
+    nh, nw = task.grid
+    centre = task.margin // 2
+    n_cells = nh * nw
+    occ = base.unsqueeze(1).repeat(1, n_cells, 1, 1, 1, 1)  # B×cells×k×C×S×S
+    for src in range(n_cells):
+        for p, perm in enumerate(task.permutations):
+            j = perm.index(src)  # target cell where permutation p puts the tile of source cell src
+            y0, x0 = rows0[j // nw] + centre, cols0[j % nw] + centre
+            region = occ[:, src, p, :, y0 : y0 + th, x0 : x0 + tw]
+            value = region.mean(dim=(-2, -1), keepdim=True) if fill == "mean" else torch.zeros_like(region[..., :1, :1])
+            occ[:, src, p, :, y0 : y0 + th, x0 : x0 + tw] = value.expand_as(region)
+    return torch.cat([base.unsqueeze(1), occ], 1)
+
+
+@torch.inference_mode()
+def heatmap(det, images: Any, *, fill: str = "mean") -> np.ndarray:
+    """Jigsaw occlusion-recovery map, N×n_h×n_w (see the module docstring for the rule).
+
+    Higher = the cell's tile looks more anomalous: hiding it raises the network's confidence in
+    the true permutations. Raises :class:`~fgad.InputError` for a model without a jigsaw task.
+    """
+    if fill not in ("mean", "zero"):
+        raise InputError(f"fill must be 'mean' or 'zero', got {fill!r}")
+    task = _jigsaw(det)
+    x = _prepare(det, images)
+    device = _device(det)
+    det.net.to(device).eval()
+    nh, nw = task.grid
+    k = len(task.permutations)
+    labels = task.labels()
+    out = []
+    for xb in _batches(det, x, device):
+        views = _occluded_views(task, xb, fill)  # B×(1+cells)×k×C×S×S
+        b = views.shape[0]
+        logits = _forward(det, {"jigsaw": views.flatten(0, 2)}, device)["jigsaw"]
+        p = _true_probs(logits.view(b * (1 + nh * nw), k, -1), labels, task.head_sizes)[..., 0]
+        p = p.view(b, 1 + nh * nw, k)
+        heat = (p[:, 1:] - p[:, :1]).mean(-1)  # B×cells
+        out.append(heat.view(b, nh, nw).cpu().numpy().astype(np.float64))
+    return np.concatenate(out)
+
+
+def _axis_cells(n_px: int, side: int, origin: int, cell: int, n_cells: int, mode: str, top: int) -> np.ndarray:
+    """Cell index (along one axis) of each of the n_px original pixels."""
+    pos = np.arange(n_px, dtype=np.float64)
+    if mode == "resize":
+        net = (pos + 0.5) * side / n_px - 0.5
+    else:
+        net = pos + top
+    return np.clip(np.floor((np.round(net) - origin) / cell), 0, n_cells - 1).astype(np.int64)
+
+
+def _axis_maps(det, task, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    size = det.config.image_size
+    if size is None:
+        mode, side_h, side_w, top, left = "none", h, w, 0, 0
+    elif h > size or w > size:
+        mode, side_h, side_w, top, left = "resize", size, size, 0, 0
+    else:
+        mode, side_h, side_w = "pad", size, size
+        top, left = (size - h) // 2, (size - w) // 2
+    rows0, cols0, _, _ = task.geometry(side_h, side_w)
+    nh, nw = task.grid
+    ch, cw = side_h // nh, side_w // nw
+    ry = _axis_cells(h, side_h, rows0[0], ch, nh, mode, top)
+    rx = _axis_cells(w, side_w, cols0[0], cw, nw, mode, left)
+    return ry, rx
+
+
+def cell_index_map(det, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """H×W map of original image pixels to jigsaw cell index (row-major, n_w per row)."""
+    task = _jigsaw(det)
+    h, w = shape or det.input_shape[:2]
+    ry, rx = _axis_maps(det, task, h, w)
+    return ry[:, None] * task.grid[1] + rx[None, :]
+
+
+def cell_boxes(det, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """n_cells×4 int boxes (y0, x0, y1, x1), half-open, in original pixels: where each cell is painted."""
+    task = _jigsaw(det)
+    h, w = shape or det.input_shape[:2]
+    ry, rx = _axis_maps(det, task, h, w)
+    nh, nw = task.grid
+    boxes = np.zeros((nh * nw, 4), dtype=np.int64)
+    for i in range(nh):
+        ys = np.flatnonzero(ry == i)
+        for j in range(nw):
+            xs = np.flatnonzero(rx == j)
+            if ys.size and xs.size:
+                boxes[i * nw + j] = (ys[0], xs[0], ys[-1] + 1, xs[-1] + 1)
+    return boxes
+
+
+def upsample_heatmap(det, cells: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """n_h×n_w (or N×n_h×n_w) cell values painted onto the original H×W pixels."""
+    index = cell_index_map(det, shape)
+    cells = np.asarray(cells)
+    flat = cells.reshape(*cells.shape[:-2], -1)
+    return flat[..., index]
+
+
+def explain_image(det, image: Any, *, fill: str = "mean", fusion: str | None = None) -> dict[str, Any]:
+    """Breakdown and (with a jigsaw task) heat map of ONE image (H×W, H×W×C or 1×H×W×C).
+
+    Returns the :func:`breakdown` dict plus ``heatmap`` (``None`` without a jigsaw task):
+    ``cells`` (n_h×n_w, higher = more anomalous), ``argmax_cell`` [row, col], ``cell_boxes``
+    (y0, x0, y1, x1 in image pixels) and ``rule``; ``heatmap_image`` is the H×W float array
+    (not JSON: pop it before serialising, or use ``explanation_json``).
+    """
+    arr = image
+    if isinstance(arr, torch.Tensor):
+        arr = arr.detach().cpu().numpy()
+    arr = np.asarray(arr)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3)):
+        arr = arr[None]
+    elif not (arr.ndim == 4 and arr.shape[0] == 1):
+        raise InputError(f"explain_image: expected one image H×W or H×W×C, got an array of shape {arr.shape}")
+    out = breakdown(det, arr, fusion=fusion)[0]
+    out["heatmap"] = None
+    out["heatmap_image"] = None
+    if "jigsaw" in det.tasks:
+        cells = heatmap(det, arr, fill=fill)[0]
+        nw = cells.shape[1]
+        best = int(np.argmax(cells))
+        out["heatmap"] = {"cells": np.round(cells, 6).tolist(), "argmax_cell": [best // nw, best % nw],
+                          "cell_boxes": cell_boxes(det).tolist(), "fill": fill, "rule": HEATMAP_RULE}
+        out["heatmap_image"] = upsample_heatmap(det, cells)
+    return out
+
+
+def explanation_json(expl: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-serialisable part of :func:`explain_image`'s result."""
+    return {k: v for k, v in expl.items() if k != "heatmap_image"}
+
+
+# ----------------------------------------------------------------------------------- figure
+def render_explanation(image: np.ndarray, expl: dict[str, Any], *, title: str | None = None) -> bytes:
+    """PNG bytes: the image, the heat-map overlay, and a bar chart of the per-head breakdown.
+
+    Drawn off-screen (matplotlib Agg canvas; no pyplot state).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    img = np.asarray(image)
+    if img.ndim == 4:
+        img = img[0]
+    grey = img.ndim == 2 or img.shape[-1] == 1
+    shown = img.reshape(img.shape[0], img.shape[1]) if grey else img
+    bars = []  # (label, mean p(true class), chance, colour index of the head)
+    head_no = 0
+    for n, t in expl["tasks"].items():
+        for j, (h, means) in enumerate(t["per_class"].items()):
+            bars += [(f"{n} {h}: {c}", v, 1.0 / t["head_sizes"][j], head_no) for c, v in means.items()]
+            head_no += 1
+    fig = Figure(figsize=(12.5, max(4.2, 0.22 * len(bars) + 1.2)), dpi=100)
+    FigureCanvasAgg(fig)
+    ax_img, ax_map, ax_bar = fig.add_subplot(1, 3, 1), fig.add_subplot(1, 3, 2), fig.add_subplot(1, 3, 3)
+    kw = {"cmap": "gray", "vmin": 0, "vmax": 255} if grey else {}
+    ax_img.imshow(shown, interpolation="nearest", **kw)
+    ax_img.set_title("image", fontsize=10)
+    ax_img.set_axis_off()
+    ax_map.imshow(shown, interpolation="nearest", **kw)
+    ax_map.set_axis_off()
+    hm = expl.get("heatmap")
+    if hm is not None and expl.get("heatmap_image") is not None:
+        himg = np.asarray(expl["heatmap_image"], dtype=np.float64)
+        lim = float(np.abs(himg).max()) or 1e-6
+        im = ax_map.imshow(himg, cmap="coolwarm", vmin=-lim, vmax=lim, alpha=0.55, interpolation="nearest")
+        fig.colorbar(im, ax=ax_map, fraction=0.046, pad=0.04, label="confidence gain when tile hidden")
+        boxes = np.asarray(hm["cell_boxes"])
+        nw = len(hm["cells"][0])
+        r, c = hm["argmax_cell"]
+        for b, (y0, x0, y1, x1) in enumerate(boxes):
+            best = b == r * nw + c
+            ax_map.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                       edgecolor="yellow" if best else "white",
+                                       linewidth=2.0 if best else 0.5, linestyle="-" if best else ":"))
+        ax_map.set_title("jigsaw heat map (red = tile looks anomalous)", fontsize=10)
+    else:
+        ax_map.set_title("no jigsaw task: no heat map", fontsize=10)
+    ys = np.arange(len(bars))
+    ax_bar.barh(ys, [b[1] for b in bars], color=[f"C{b[3] % 10}" for b in bars])
+    ax_bar.scatter([b[2] for b in bars], ys, marker="|", color="black", s=60, label="chance", zorder=3)
+    ax_bar.set_yticks(ys)
+    ax_bar.set_yticklabels([b[0] for b in bars], fontsize=7)
+    ax_bar.invert_yaxis()
+    ax_bar.set_xlim(0, 1)
+    ax_bar.set_xlabel("mean p(true class) over the views", fontsize=9)
+    parts = ", ".join(f"{n} {t['score']:.2f}/{t['max_score']}" for n, t in expl["tasks"].items())
+    ax_bar.set_title(parts, fontsize=9)
+    ax_bar.legend(loc="lower right", fontsize=7)
+    fig.suptitle(title or f"anomaly score {expl['anomaly_score']:.3f} (higher = more anomalous)", fontsize=11)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------- synthetic local anomalies
+def paste_patch(images: Any, rng: np.random.Generator, size: int, *, source: str = "image",
+                location: str = "random", cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Paste one square patch of side ``size`` into each image: a synthetic local anomaly.
+
+    Args:
+        images: uint8 N×H×W or N×H×W×C (not modified).
+        rng: a NumPy ``Generator``: every draw comes from it.
+        size: patch side in pixels.
+        source: ``"image"`` — the patch is cut from another image of the set (of 8 random
+            locations there, the one with the largest pixel spread, so it is not blank background);
+            ``"noise"`` — uniform random pixels.
+        location: ``"random"`` — anywhere inside the image; ``"cell"`` — centred in a random cell
+            of ``cells`` (n×4 boxes y0, x0, y1, x1, e.g. :func:`cell_boxes`; default a 3×3 grid).
+
+    Returns:
+        (images with the patches, N×4 int boxes ``(y0, x0, y1, x1)``, half-open, of each patch).
+    """
+    x = as_image_array(images, "images to paste into")
+    squeeze = np.asarray(images).ndim == 3
+    n, h, w, c = x.shape
+    size = int(size)
+    if not 1 <= size <= min(h, w):
+        raise InputError(f"patch size must be between 1 and {min(h, w)} pixels, got {size}")
+    if source not in ("image", "noise"):
+        raise InputError(f"source must be 'image' or 'noise', got {source!r}")
+    if location not in ("random", "cell"):
+        raise InputError(f"location must be 'random' or 'cell', got {location!r}")
+    if source == "image" and n < 2:
+        raise InputError("source='image' needs at least 2 images (the patch comes from another one)")
+    if location == "cell":
+        if cells is None:
+            ys, xs = np.linspace(0, h, 4).astype(int), np.linspace(0, w, 4).astype(int)
+            cells = np.array([(ys[i], xs[j], ys[i + 1], xs[j + 1]) for i in range(3) for j in range(3)])
+        cells = np.asarray(cells, dtype=np.int64)
+    out = x.copy()
+    boxes = np.zeros((n, 4), dtype=np.int64)
+    for i in range(n):
+        if source == "noise":
+            patch = rng.integers(0, 256, (size, size, c), dtype=np.uint8)
+        else:
+            j = int(rng.integers(0, n - 1))
+            j += j >= i  # any image but this one
+            cand = [(int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))) for _ in range(8)]
+            patches = [x[j, y : y + size, q : q + size] for y, q in cand]
+            patch = patches[int(np.argmax([p.astype(np.float64).std() for p in patches]))]
+        if location == "random":
+            y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        else:
+            cy0, cx0, cy1, cx1 = cells[int(rng.integers(0, len(cells)))]
+            y0 = int(np.clip((cy0 + cy1 - size) // 2, 0, h - size))
+            x0 = int(np.clip((cx0 + cx1 - size) // 2, 0, w - size))
+        out[i, y0 : y0 + size, x0 : x0 + size] = patch
+        boxes[i] = (y0, x0, y0 + size, x0 + size)
+    return (out[..., 0] if squeeze else out), boxes
+
+
+def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether half-open boxes (y0, x0, y1, x1) share at least one pixel (broadcasting)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return ((np.minimum(a[..., 2], b[..., 2]) > np.maximum(a[..., 0], b[..., 0]))
+            & (np.minimum(a[..., 3], b[..., 3]) > np.maximum(a[..., 1], b[..., 1])))
+
+
+def localisation_hit_rate(det, images: Any, rng: np.random.Generator, *, size: int | None = None,
+                          source: str = "image", location: str = "random", fill: str = "mean") -> dict[str, Any]:
+    """How often the jigsaw heat map points at a pasted patch.
+
+    Pastes one patch per image (:func:`paste_patch`; ``size`` default a quarter of the shorter
+    side), computes :func:`heatmap`, and counts a hit when the box of the argmax cell
+    (:func:`cell_boxes`) overlaps the patch box. ``chance`` is the hit rate of a cell drawn
+    uniformly at random: the mean over images of (cells overlapping the patch) / (cells).
+
+    Returns ``{"hit_rate", "chance", "n", "hits", "patch_boxes", "argmax_cells"}``.
+    """
+    x = _prepare(det, images, "images for the localisation check")
+    h, w = x.shape[1:3]
+    size = int(size) if size is not None else max(1, min(h, w) // 4)
+    boxes_c = cell_boxes(det, (h, w))
+    pasted, patch = paste_patch(x, rng, size, source=source, location=location, cells=boxes_c)
+    cells = heatmap(det, pasted, fill=fill)
+    best = cells.reshape(len(x), -1).argmax(1)
+    hits = boxes_overlap(boxes_c[best], patch)
+    overlap = boxes_overlap(boxes_c[None, :, :], patch[:, None, :])  # N×cells
+    return {"hit_rate": float(hits.mean()), "chance": float(overlap.mean()), "n": int(len(x)),
+            "hits": hits.tolist(), "patch_boxes": patch.tolist(), "argmax_cells": best.tolist()}
