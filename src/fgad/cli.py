@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import os
 import sys
 from pathlib import Path
@@ -52,6 +51,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["seed"] = args.seed
     if getattr(args, "device", None):
         overrides["device"] = args.device
+    if getattr(args, "deterministic", False):
+        overrides["deterministic"] = True
     return overrides
 
 
@@ -106,7 +107,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         fusion = det.decision.get("fusion", fusion)
     images, ids, skipped = load_images(args.images, key=args.key, label=args.label,
                                        skip_unreadable=args.skip_unreadable)
-    sums = det.score_tasks(images, progress=not args.quiet)
+    sums = det.score_tasks(images, progress=not args.quiet, conform=args.conform)
     from .scoring import fuse
 
     scores = -fuse(sums, fusion, det.task_terms)
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--checkpoint-dir", help="training checkpoints (default MODEL.checkpoints); resumes from it")
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms on CUDA (slower)")
     _add_image_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -168,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", help=".npz file or folder of images")
     p.add_argument("--out", default="-", help="CSV file to write (default: standard output)")
     p.add_argument("--fusion", choices=["sum", "mean"], help="task fusion (default: the model's; sum = paper)")
+    p.add_argument("--conform", action="store_true", help="convert grey/colour and resize images that do not "
+                   "match the training images (default: refuse them)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--decide", action="store_true",
                    help="add a column is_anomaly (1 = score >= the threshold set by fgad calibrate)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
@@ -42,6 +42,7 @@ class DetectorConfig:
     channels_last: bool = False
     bf16: bool = False  # bf16 autocast on CUDA
     compile: bool = False  # torch.compile the network
+    deterministic: bool = False  # deterministic algorithms on CUDA (slower); CPU runs are deterministic anyway
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
 from .config import DetectorConfig, resolve_config
 from .errors import InputError, ModelFileError
 from .fileio import atomic_directory
 from .nets import MultiTaskNet, WideResNet
-from .preprocess import as_image_array, to_tensor
+from .preprocess import as_image_array, conform_images, to_tensor
+from .provenance import git_revision, versions
 from .scoring import fuse, true_class_probability_sum
-from .seeding import seed_everything
+from .seeding import enable_determinism, seed_everything
 from .tasks import Task, build_task
 from .training import train
 
@@ -50,11 +49,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r} requested but CUDA is not available")
     return dev
-
-
-def versions() -> dict[str, str]:
-    return {"fgad": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
 
 
 class Detector:
@@ -113,6 +107,8 @@ class Detector:
         cfg = self.config
         seed_everything(cfg.seed)
         device = self.device
+        if cfg.deterministic:
+            enable_determinism()
         self.input_shape = tuple(int(s) for s in x_np.shape[1:])
         self._build(self.input_shape[2])
         self.net.to(device)
@@ -128,11 +124,13 @@ class Detector:
         return self
 
     # ----------------------------------------------------------------------------- scoring
-    def _check_input(self, images: Any) -> np.ndarray:
+    def _check_input(self, images: Any, conform: bool = False) -> np.ndarray:
         if not self.is_fitted:
             raise InputError("the detector is not fitted: call fit() or Detector.load() first")
         x = as_image_array(images, "images to score")
         h, w, c = self.input_shape
+        if conform:
+            x = conform_images(x, (h, w, c))
         if x.shape[3] != c:
             kinds = {1: "grey", 3: "colour"}
             raise InputError(f"images to score: the model was trained on {kinds[c]} images ({c} channel(s)) "
@@ -143,9 +141,13 @@ class Detector:
         return x
 
     @torch.inference_mode()
-    def score_tasks(self, images: Any, *, progress: bool = False) -> dict[str, np.ndarray]:
-        """Per-task normality sums (eq. 4; higher = more normal), one array of N per task."""
-        x_np = self._check_input(images)
+    def score_tasks(self, images: Any, *, progress: bool = False, conform: bool = False) -> dict[str, np.ndarray]:
+        """Per-task normality sums (eq. 4; higher = more normal), one array of N per task.
+
+        Images must have the training images' size and channels; with ``conform=True`` others are
+        converted (grey ↔ colour, see :func:`fgad.preprocess.conform_images`) and resized instead.
+        """
+        x_np = self._check_input(images, conform)
         cfg, device = self.config, self.device
         self.net.to(device).eval()
         out: dict[str, list[np.ndarray]] = {n: [] for n in self.tasks}
@@ -167,18 +169,18 @@ class Detector:
                 out[n].append(true_class_probability_sum(lg, t.labels(), t.head_sizes).cpu().numpy())
         return {n: np.concatenate(v).astype(np.float64) for n, v in out.items()}
 
-    def normality(self, images: Any, *, fusion: str | None = None) -> np.ndarray:
+    def normality(self, images: Any, *, fusion: str | None = None, conform: bool = False) -> np.ndarray:
         """The paper's normality score s(x) (eq. 3): higher = more normal."""
-        sums = self.score_tasks(images)
+        sums = self.score_tasks(images, conform=conform)
         return fuse(sums, fusion or self.config.score_fusion, self.task_terms)
 
-    def score(self, images: Any, *, fusion: str | None = None) -> np.ndarray:
+    def score(self, images: Any, *, fusion: str | None = None, conform: bool = False) -> np.ndarray:
         """Anomaly scores, one per image: higher = more anomalous (the paper's score negated).
 
         ``fusion="sum"`` (default, the paper's eq. 3) averages the raw task sums;
         ``"mean"`` divides each task's sum by its number of terms first.
         """
-        return -self.normality(images, fusion=fusion)
+        return -self.normality(images, fusion=fusion, conform=conform)
 
     @property
     def task_terms(self) -> dict[str, int]:
@@ -233,6 +235,7 @@ class Detector:
             "config": self.config.to_dict(), "input_shape": list(self.input_shape),
             "tasks": {n: t.state() for n, t in self.tasks.items()},
             "task_terms": self.task_terms, "info": self.info, "versions": versions(),
+            "git_revision": git_revision(),
         }
         if self.decision is not None:
             meta["decision"] = self.decision

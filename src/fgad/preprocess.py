@@ -66,3 +66,26 @@ def to_tensor(images: np.ndarray, image_size: int | None, device: torch.device |
         top, left = (image_size - h) // 2, (image_size - w) // 2
         x = F.pad(x, (left, image_size - w - left, top, image_size - h - top), value=-1.0)
     return x.contiguous()
+
+
+def conform_images(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Convert uint8 N×H×W×C images to a model's (H, W, C) by a fixed rule.
+
+    Channels: grey → colour repeats the grey value; colour → grey takes ITU-R 601-2 luma (as
+    Pillow's ``convert("L")``). Size: bilinear resize to H×W (Pillow), after the channel change.
+    """
+    from .imageio import _convert, _resize
+
+    h, w, c = shape
+    out = images
+    if out.shape[3] != c:
+        mode = "L" if c == 1 else "RGB"
+        out = np.stack([_convert(img[..., 0] if img.shape[-1] == 1 else img, mode) for img in out])
+        if out.ndim == 3:
+            out = out[..., None]
+    if out.shape[1:3] != (h, w):
+        resized = [_resize(img[..., 0] if c == 1 else img, (h, w)) for img in out]
+        out = np.stack(resized)
+        if out.ndim == 3:
+            out = out[..., None]
+    return np.ascontiguousarray(out)

@@ -6,6 +6,7 @@ a resumed run draw exactly what an uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -36,3 +37,11 @@ def generator(seed: int, *keys: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(derive_seed(seed, *keys))
     return g
+
+
+def enable_determinism() -> None:
+    """Deterministic kernels on CUDA (cuDNN, cuBLAS); an op without one raises instead of varying."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True)

@@ -8,7 +8,6 @@ and per-task normality sums.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +38,3 @@ def write_record(out_dir: str | Path, job: Job, record: dict[str, Any]) -> Path:
     path = record_path(out_dir, job)
     atomic_write_json(path, record)
     return path
-
-
-def git_revision() -> str | None:
-    """The git commit of the installed fgad source tree, when it is a checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -11,19 +11,18 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import shutil
-import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from ..fileio import atomic_write_text
 from .jobs import Job, parse_classes, parse_seeds, shard
-from .records import RECORD_VERSION, git_revision, is_done, record_path, write_record
+from ..provenance import git_revision, versions
+from .records import RECORD_VERSION, is_done, record_path, write_record
 
 
 @dataclass(frozen=True)
@@ -94,9 +93,7 @@ def plan_jobs(datasets: list[DataRef], methods: list[str], classes: str | None, 
 def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, Any] | None = None,
             device: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Train and score one job, write its record, return it."""
-    import torch
 
-    from .. import __version__
     from ..data import one_vs_all
     from ..methods import TASK_SETS, create_method
     from ..metrics import auroc, evaluate
@@ -139,8 +136,7 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
         "overrides": requested,
         "data": {"ref": {"name": ref.name, "root": ref.root, "options": dict(ref.options)}, "info": ds.info,
                  "n_train": int(len(x_train)), "n_test": int(len(x_test))},
-        "versions": {"fgad": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": sys.version.split()[0]},
+        "versions": versions(),
         "git_revision": git_revision(),
         "device": str(getattr(det, "device", "cpu")),
         "timings": {"fit_s": round(fit_s, 3), "score_s": round(score_s, 3),
