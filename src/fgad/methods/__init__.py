@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from . import classical, deepgeo, deepsad, piad
 from .mean_distance import MeanDistance
 from .selfsup import TASK_SETS, make_factory
 
@@ -36,6 +37,19 @@ METHODS: dict[str, Method] = {
     "rotation": Method(make_factory("rotation"), "rotation task only (RotNet)", _detector_load),
     "translation": Method(make_factory("translation"), "translation task only", _detector_load),
     "mean-distance": Method(MeanDistance, "floor: distance to the mean normal image", MeanDistance.load),
+    "deepgeo": Method(deepgeo.factory, "DeepGEO/GEOM: 72 geometric transformations, Dirichlet scoring",
+                      deepgeo.DeepGEO.load),
+    "deepsvdd": Method(deepsad.svdd_factory, "Deep SVDD: bias-free encoder, distance to a centre (no labels)",
+                       deepsad.load),
+    "deepsad-10": Method(deepsad.sad_factory(0.10), "Deep SAD, 10% of the anomaly classes labelled", deepsad.load),
+    "deepsad-25": Method(deepsad.sad_factory(0.25), "Deep SAD, 25% of the anomaly classes labelled", deepsad.load),
+    "deepsad-75": Method(deepsad.sad_factory(0.75), "Deep SAD, 75% of the anomaly classes labelled", deepsad.load),
+    "piad": Method(piad.factory, "PIAD: adversarial autoencoder, relative perceptual L1 (needs VGG-19 weights)",
+                   piad.PIAD.load),
+    "ocsvm": Method(classical.ocsvm_factory, "one-class SVM (RBF) on raw pixels or backbone features",
+                    classical.OCSVM.load),
+    "iforest": Method(classical.iforest_factory, "Isolation Forest on raw pixels or backbone features",
+                      classical.IForest.load),
 }
 
 

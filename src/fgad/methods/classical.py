@@ -1,0 +1,366 @@
+"""Classical one-class baselines on raw pixels or on a saved fgad backbone's features.
+
+- ``ocsvm``: scikit-learn ``OneClassSVM`` (RBF kernel, ``gamma="scale"``, ``nu=0.1``); anomaly
+  score = minus the decision function.
+- ``iforest``: scikit-learn ``IsolationForest`` (100 trees, ``max_samples="auto"`` = min(256, N),
+  ``random_state`` = the seed); anomaly score = minus ``score_samples`` = 2^(−E[h(x)]/c(ψ)).
+
+Both scores: higher = more anomalous.
+
+Features: ``features="raw"`` (default) flattens the pixels scaled to [0, 1];
+``features="wrn:<model folder>"`` uses the penultimate features (the backbone's pooled output)
+of a Detector saved with :meth:`fgad.Detector.save`, computed in eval mode on the images
+preprocessed as that Detector does. The saved baseline refers to that folder by its absolute
+path: keep it where it is.
+
+Saving never pickles: the fitted models are written as arrays and scored again in NumPy after
+loading: OC-SVM as support vectors, dual coefficients, intercept and γ
+(``Σ_i a_i exp(−γ‖x − s_i‖²) + b``); Isolation Forest as each tree's node arrays (children,
+feature, threshold, node sizes) and ``max_samples_`` (path length of the leaf reached plus
+c(leaf size), averaged over trees). A loaded model reproduces scikit-learn's scores to ~1e-12.
+
+The ``quick`` preset is the official setting (these methods are cheap); ``tiny`` (tests only)
+grows 20 trees instead of 100. (The Deep SAD code's OC-SVM baseline searches γ on the test set; scikit-learn's
+``gamma="scale"`` is used instead.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, InputError, ModelFileError
+from ..preprocess import as_image_array
+from ..seeding import seed_everything
+from . import _common as C
+
+
+@dataclass
+class ClassicalConfig(C.MethodConfig):
+    features: str = "raw"  # "raw" or "wrn:<folder of a saved fgad Detector>"
+    feature_batch_size: int = 256
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.features != "raw" and not (self.features.startswith("wrn:") and len(self.features) > 4):
+            raise ConfigError(f"option 'features' must be 'raw' or 'wrn:<model folder>', got {self.features!r}")
+        C.check_positive("classical", self, "feature_batch_size")
+
+
+@dataclass
+class OCSVMConfig(ClassicalConfig):
+    nu: float = 0.1
+    gamma: str = "scale"  # "scale", "auto" or a positive number (given as a number or a string)
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 < self.nu <= 1.0:
+            raise ConfigError(f"ocsvm: option 'nu' must be in (0, 1], got {self.nu}")
+        if self.gamma not in ("scale", "auto"):
+            try:
+                ok = float(self.gamma) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(f"ocsvm: option 'gamma' must be 'scale', 'auto' or a positive number, "
+                                  f"got {self.gamma!r}")
+
+
+@dataclass
+class IForestConfig(ClassicalConfig):
+    n_estimators: int = 100
+    max_samples: str = "auto"  # "auto" = min(256, N), or a positive integer (number or string)
+
+    def validate(self) -> None:
+        super().validate()
+        C.check_positive("iforest", self, "n_estimators")
+        if self.max_samples != "auto" and not (self.max_samples.isdigit() and int(self.max_samples) > 0):
+            raise ConfigError(f"iforest: option 'max_samples' must be 'auto' or a positive integer, "
+                              f"got {self.max_samples!r}")
+
+
+OCSVM_PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "quick": {}, "tiny": {}}
+IFOREST_PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "quick": {}, "tiny": {"n_estimators": 20}}
+
+
+def _normalise_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(overrides)
+    for k in ("gamma", "max_samples"):
+        if k in out and isinstance(out[k], (int, float)) and not isinstance(out[k], bool):
+            out[k] = repr(out[k])
+    return out
+
+
+class _Classical:
+    name = ""
+    _fmt = ""
+    _config_cls: type = ClassicalConfig
+    _presets: dict[str, dict[str, Any]] = {}
+
+    def __init__(self, preset: str = "quick", seed: int = 0, **overrides: Any):
+        self.config = C.resolve_config(self._config_cls, self._presets, self.name, preset, seed,
+                                       _normalise_overrides(overrides))
+        self.preset = preset
+        self.input_shape: tuple[int, int, int] | None = None
+        self.info: dict[str, Any] = {}
+        self._extractor = None
+
+    @property
+    def device(self) -> torch.device:
+        return C.device_of(self.config.device)
+
+    # ----------------------------------------------------------------------------- features
+    def _features(self, x_np: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        if cfg.features == "raw":
+            return x_np.reshape(len(x_np), -1).astype(np.float64) / 255.0
+        det = self._backbone()
+        x_np = det._check_input(x_np)
+        from ..preprocess import to_tensor
+
+        device = self.device
+        det.net.to(device).eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(x_np), cfg.feature_batch_size):
+                xb = to_tensor(x_np[i : i + cfg.feature_batch_size], det.config.image_size, device)
+                out.append(det.net.backbone(xb).double().cpu().numpy())
+        return np.concatenate(out)
+
+    def _backbone(self):
+        if self._extractor is None:
+            from ..detector import Detector
+
+            folder = Path(self.config.features[4:]).expanduser()
+            try:
+                self._extractor = Detector.load(folder, device=self.config.device)
+            except ModelFileError as exc:
+                raise ModelFileError(f"features {self.config.features!r}: {exc}") from exc
+        return self._extractor
+
+    def fit(self, images: Any, *, progress: bool = False, **_: Any):
+        """Fit on normal images (uint8 N×H×W[×C])."""
+        x_np = as_image_array(images, "training images")
+        seed_everything(self.config.seed)
+        if self.config.features.startswith("wrn:"):
+            folder = Path(self.config.features[4:]).expanduser().resolve()
+            self.config.features = f"wrn:{folder}"
+        self.input_shape = tuple(int(s) for s in x_np.shape[1:])
+        with C.Timer() as timer:
+            feats = self._features(x_np)
+            self._fit_features(feats)
+        self.info = {"n_train": int(len(x_np)), "n_features": int(feats.shape[1]), "fit_s": timer.seconds,
+                     "features": self.config.features, "versions": C.versions(), **self._fit_info()}
+        return self
+
+    def score(self, images: Any) -> np.ndarray:
+        """Anomaly scores, one per image: higher = more anomalous."""
+        x_np = C.check_images(images, self.input_shape if self._fitted() else None)
+        return self._score_features(self._features(x_np))
+
+    # ----------------------------------------------------------------------------- files
+    def save(self, path: str | Path) -> Path:
+        """Model arrays (safetensors) and config (JSON) in the folder ``path``; no pickle."""
+        if not self._fitted():
+            raise InputError("the detector is not fitted: nothing to save")
+        arrays, extra_meta = self._state()
+        meta = {"method": self.name, "preset": self.preset, "config": self.config.to_dict(),
+                "input_shape": list(self.input_shape), "info": self.info, **extra_meta}
+        return C.save_folder(path, self._fmt, meta, {k: torch.from_numpy(np.ascontiguousarray(v))
+                                                     for k, v in arrays.items()})
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None):
+        """Load a folder written by :meth:`save`; scores are computed in NumPy."""
+        meta, tensors = C.read_folder(path, cls._fmt, cls.name)
+        try:
+            cfg = C.config_from_dict(cls._config_cls, C.get_meta(meta, "config", path), cls.name)
+            input_shape = tuple(int(v) for v in C.get_meta(meta, "input_shape", path))
+        except (ConfigError, ValueError, TypeError) as exc:
+            raise ModelFileError(f"{path}: invalid model config ({exc})") from exc
+        if device is not None:
+            cfg.device = device
+        obj = cls.__new__(cls)
+        obj.config, obj.preset, obj.input_shape = cfg, str(meta.get("preset", "custom")), input_shape
+        obj.info, obj._extractor = dict(meta.get("info", {})), None
+        try:
+            obj._set_state({k: v.numpy() for k, v in tensors.items()}, meta)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelFileError(f"{path}: invalid {cls.name} arrays ({exc})") from exc
+        return obj
+
+
+class OCSVM(_Classical):
+    """One-class SVM (scikit-learn, RBF kernel, ``gamma="scale"``, ``nu=0.1``).
+
+    ``score`` returns minus the decision function: higher = more anomalous.
+    """
+
+    name = "ocsvm"
+    _fmt = "fgad-ocsvm"
+    _config_cls = OCSVMConfig
+    _presets = OCSVM_PRESETS
+
+    def __init__(self, preset: str = "quick", seed: int = 0, **overrides: Any):
+        super().__init__(preset, seed, **overrides)
+        self.support_vectors: np.ndarray | None = None
+        self.dual_coef: np.ndarray | None = None
+        self.intercept: float = 0.0
+        self.gamma: float = 0.0
+
+    def _fitted(self) -> bool:
+        return self.support_vectors is not None
+
+    def _fit_features(self, feats: np.ndarray) -> None:
+        from sklearn.svm import OneClassSVM
+
+        g = self.config.gamma
+        svm = OneClassSVM(kernel="rbf", nu=self.config.nu, gamma=g if g in ("scale", "auto") else float(g))
+        svm.fit(feats)
+        self.sklearn_model = svm  # kept in memory only (for comparisons); never saved
+        self.support_vectors = np.asarray(svm.support_vectors_, dtype=np.float64)
+        self.dual_coef = np.asarray(svm.dual_coef_, dtype=np.float64).ravel()
+        self.intercept = float(np.asarray(svm.intercept_).ravel()[0])
+        self.gamma = float(svm._gamma)
+
+    def _fit_info(self) -> dict[str, Any]:
+        return {"n_support": int(len(self.support_vectors)), "gamma_value": self.gamma}
+
+    def decision_function(self, feats: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        """Σ_i a_i exp(−γ‖x − s_i‖²) + b (scikit-learn's ``decision_function``), in NumPy."""
+        sv = self.support_vectors
+        sv_sq = np.einsum("ij,ij->i", sv, sv)
+        out = []
+        for i in range(0, len(feats), chunk):
+            x = np.asarray(feats[i : i + chunk], dtype=np.float64)
+            d2 = np.einsum("ij,ij->i", x, x)[:, None] + sv_sq[None, :] - 2.0 * x @ sv.T
+            out.append(np.exp(-self.gamma * np.maximum(d2, 0.0)) @ self.dual_coef + self.intercept)
+        return np.concatenate(out)
+
+    def _score_features(self, feats: np.ndarray) -> np.ndarray:
+        return -self.decision_function(feats)
+
+    def _state(self):
+        return ({"support_vectors": self.support_vectors, "dual_coef": self.dual_coef},
+                {"intercept": self.intercept, "gamma_value": self.gamma})
+
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self.support_vectors = arrays["support_vectors"].astype(np.float64)
+        self.dual_coef = arrays["dual_coef"].astype(np.float64).ravel()
+        if self.support_vectors.ndim != 2 or len(self.dual_coef) != len(self.support_vectors):
+            raise ValueError("support vectors and dual coefficients do not match")
+        self.intercept = float(meta["intercept"])
+        self.gamma = float(meta["gamma_value"])
+
+
+def average_path_length(n: np.ndarray) -> np.ndarray:
+    """c(n): the average path length of an unsuccessful BST search among n points (0 for n ≤ 1)."""
+    n = np.asarray(n, dtype=np.float64)
+    out = np.zeros_like(n)
+    out[n == 2] = 1.0
+    big = n > 2
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
+TREE_ARRAYS = ("children_left", "children_right", "feature", "threshold", "n_node_samples")
+
+
+class IForest(_Classical):
+    """Isolation Forest (scikit-learn, 100 trees, ``max_samples="auto"``, seeded).
+
+    ``score`` returns 2^(−E[h(x)]/c(ψ)) (minus scikit-learn's ``score_samples``): higher = more
+    anomalous.
+    """
+
+    name = "iforest"
+    _fmt = "fgad-iforest"
+    _config_cls = IForestConfig
+    _presets = IFOREST_PRESETS
+
+    def __init__(self, preset: str = "quick", seed: int = 0, **overrides: Any):
+        super().__init__(preset, seed, **overrides)
+        self.trees: list[dict[str, np.ndarray]] | None = None
+        self.tree_features: list[np.ndarray | None] = []
+        self.max_samples_: int = 0
+
+    def _fitted(self) -> bool:
+        return self.trees is not None
+
+    def _fit_features(self, feats: np.ndarray) -> None:
+        from sklearn.ensemble import IsolationForest
+
+        ms = self.config.max_samples
+        forest = IsolationForest(n_estimators=self.config.n_estimators, max_samples=ms if ms == "auto" else int(ms),
+                                 random_state=self.config.seed)
+        forest.fit(feats)
+        self.sklearn_model = forest  # kept in memory only (for comparisons); never saved
+        subsample = forest._max_features != feats.shape[1]
+        self.trees, self.tree_features = [], []
+        for est, feat in zip(forest.estimators_, forest.estimators_features_):
+            t = est.tree_
+            self.trees.append({k: np.asarray(getattr(t, k)).copy() for k in TREE_ARRAYS})
+            self.tree_features.append(np.asarray(feat, dtype=np.int64) if subsample else None)
+        self.max_samples_ = int(forest.max_samples_)
+
+    def _fit_info(self) -> dict[str, Any]:
+        return {"n_estimators": len(self.trees), "max_samples_": self.max_samples_}
+
+    def _score_features(self, feats: np.ndarray) -> np.ndarray:
+        # scikit-learn's trees compare float32 features with float64 thresholds.
+        x32 = np.asarray(feats, dtype=np.float32)
+        depths = np.zeros(len(x32))
+        rows = np.arange(len(x32))
+        for tree, feat in zip(self.trees, self.tree_features):
+            xs = x32 if feat is None else x32[:, feat]
+            left, right = tree["children_left"], tree["children_right"]
+            node = np.zeros(len(xs), dtype=np.int64)
+            depth = np.zeros(len(xs))
+            active = left[node] != -1
+            while active.any():
+                idx = rows[active]
+                nd = node[idx]
+                go_left = xs[idx, tree["feature"][nd]] <= tree["threshold"][nd]
+                node[idx] = np.where(go_left, left[nd], right[nd])
+                depth[idx] += 1.0
+                active = left[node] != -1
+            depths += depth + average_path_length(tree["n_node_samples"][node])
+        denom = len(self.trees) * average_path_length(np.array([self.max_samples_]))[0]
+        if denom == 0:
+            return np.ones(len(x32))
+        return 2.0 ** (-depths / denom)
+
+    def _state(self):
+        arrays: dict[str, np.ndarray] = {}
+        for i, (tree, feat) in enumerate(zip(self.trees, self.tree_features)):
+            for k in TREE_ARRAYS:
+                v = tree[k]
+                arrays[f"tree{i}.{k}"] = v.astype(np.float64) if k == "threshold" else v.astype(np.int64)
+            if feat is not None:
+                arrays[f"tree{i}.features"] = feat
+        return arrays, {"n_trees": len(self.trees), "max_samples_": self.max_samples_}
+
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        n = int(meta["n_trees"])
+        self.trees = [{k: arrays[f"tree{i}.{k}"] for k in TREE_ARRAYS} for i in range(n)]
+        self.tree_features = [arrays.get(f"tree{i}.features") for i in range(n)]
+        self.max_samples_ = int(meta["max_samples_"])
+        for t in self.trees:
+            sizes = {len(v) for v in t.values()}
+            if len(sizes) != 1:
+                raise ValueError("tree arrays of different lengths")
+
+
+def ocsvm_factory(preset: str = "quick", seed: int = 0, **overrides: Any) -> OCSVM:
+    """One-class SVM baseline."""
+    return OCSVM(preset, seed, **overrides)
+
+
+def iforest_factory(preset: str = "quick", seed: int = 0, **overrides: Any) -> IForest:
+    """Isolation Forest baseline."""
+    return IForest(preset, seed, **overrides)
