@@ -11,6 +11,7 @@ same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -43,12 +44,16 @@ def total_steps(cfg: DetectorConfig, n_images: int) -> int:
     return max(1, math.ceil(cfg.epochs * steps_per_epoch(n_images, cfg.batch_size)))
 
 
+def epoch_permutation(seed: int, epoch: int, n_images: int) -> torch.Tensor:
+    """The order of the images in epoch ``epoch``: a permutation drawn from (seed, epoch)."""
+    return torch.randperm(n_images, generator=generator(seed, 1, epoch))
+
+
 def batch_indices(seed: int, step: int, n_images: int, batch_size: int) -> torch.Tensor:
     """Source images of a step: epoch e is a permutation drawn from (seed, e), cut in batches."""
     spe = steps_per_epoch(n_images, batch_size)
     epoch, i = divmod(step, spe)
-    perm = torch.randperm(n_images, generator=generator(seed, 1, epoch))
-    return perm[i * batch_size : (i + 1) * batch_size]
+    return epoch_permutation(seed, epoch, n_images)[i * batch_size : (i + 1) * batch_size]
 
 
 def cosine_lr(base_lr: float, step: int, total: int) -> float:
@@ -57,13 +62,19 @@ def cosine_lr(base_lr: float, step: int, total: int) -> float:
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, head_sizes: tuple[int, ...]) -> tuple[torch.Tensor, list[float]]:
     """Mean over heads of the cross-entropy of each head's slice; also each head's accuracy."""
+    loss, accs = _task_loss(logits, labels, head_sizes)
+    return loss, accs.tolist()
+
+
+def _task_loss(logits: torch.Tensor, labels: torch.Tensor, head_sizes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`task_loss` with the accuracies left on the device (no host sync)."""
     losses, accs, start = [], [], 0
     for h, size in enumerate(head_sizes):
         part = logits[:, start : start + size].float()
         losses.append(F.cross_entropy(part, labels[:, h]))
-        accs.append((part.argmax(1) == labels[:, h]).float().mean().item())
+        accs.append((part.argmax(1) == labels[:, h]).float().mean())
         start += size
-    return torch.stack(losses).mean(), accs
+    return torch.stack(losses).mean(), torch.stack(accs)
 
 
 def make_optimizer(net: torch.nn.Module, cfg: DetectorConfig) -> torch.optim.SGD:
@@ -77,13 +88,127 @@ def _autocast(cfg: DetectorConfig, device: torch.device):
     return torch.autocast(device.type, enabled=False)
 
 
+# ------------------------------------------------------------------------------ one step, in pieces
+# The loop below and ``benchmarks/throughput.py`` run a step with these same functions.
+
+def stat_names(tasks: dict[str, Task]) -> list[str]:
+    """Names of the per-step statistics, in the order of :func:`step_loss`'s vector."""
+    return [f"acc_{name}_{h}" for name, t in tasks.items() for h in range(len(t.head_sizes))] + ["loss"]
+
+
+def rank_share(n: int, rank: int, world: int) -> tuple[int, int, int]:
+    """Rank ``rank``'s contiguous slice [lo, hi) of a step's ``n`` source images, and its size.
+
+    Slices differ by at most one image. A rank left without an image (n < world) gets the last
+    image with size 0: it still runs forward and backward (every rank must join the gradient
+    reduction) but its loss is weighted by 0.
+    """
+    base, extra = divmod(n, world)
+    lo = rank * base + min(rank, extra)
+    size = base + (1 if rank < extra else 0)
+    if size == 0:
+        return n - 1, n, 0
+    return lo, lo + size, size
+
+
+def step_views(tasks: dict[str, Task], xb: torch.Tensor, cfg: DetectorConfig, step: int,
+               part: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+    """Every task's training views of the step's source images ``xb`` (B×C×S×S), flattened to
+    (B·V)×C×S×S. With ``part=(lo, hi)`` only the views of images lo..hi−1 are kept (a data-parallel
+    rank's share); the random draws are those of the whole batch, so the union over ranks is the
+    one-process batch exactly."""
+    g = generator(cfg.seed, 2, step)
+    out = {}
+    for name, t in tasks.items():
+        v = t.views(xb, train=True, generator=g)
+        if part is not None:
+            v = v[part[0] : part[1]]
+        v = v.flatten(0, 1)
+        if cfg.channels_last:
+            v = v.contiguous(memory_format=torch.channels_last)
+        out[name] = v
+    return out
+
+
+def step_loss(model: torch.nn.Module, tasks: dict[str, Task], labels: dict[str, torch.Tensor],
+              views: dict[str, torch.Tensor], n_images: int, cfg: DetectorConfig,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward pass on the views of ``n_images`` source images; the summed task loss and the
+    step's statistics (head accuracies, then the loss) as one vector left on the device."""
+    with _autocast(cfg, device):
+        logits = model(views)
+    loss = logits[next(iter(tasks))].new_zeros((), dtype=torch.float32)
+    accs = []
+    for name, t in tasks.items():
+        tl, acc = _task_loss(logits[name], labels[name].repeat(n_images, 1), t.head_sizes)
+        loss = loss + tl
+        accs.append(acc)
+    return loss, torch.cat([*accs, loss.detach()[None]])
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, tasks: dict[str, Task],
+               labels: dict[str, torch.Tensor], xb: torch.Tensor, cfg: DetectorConfig, device: torch.device,
+               step: int, total: int, *, rank: int = 0, world: int = 1) -> tuple[float, torch.Tensor]:
+    """One optimiser step on the source images ``xb`` (the whole step's batch, on ``device``).
+
+    Returns the learning rate and the statistics vector (see :func:`stat_names`), on the device,
+    weighted by this rank's share of the batch (summing the vectors of all ranks gives the
+    whole batch's values). With ``world > 1``, ``model`` is a DistributedDataParallel wrapper:
+    each rank takes its slice of the images, and its loss is scaled so that DDP's gradient
+    average equals the gradient of the whole batch's mean loss, also for uneven slices.
+    """
+    n = xb.shape[0]
+    part, share = None, n
+    if world > 1:
+        lo, hi, share = rank_share(n, rank, world)
+        part = (lo, hi)
+    views = step_views(tasks, xb, cfg, step, part)
+    torch.manual_seed(derive_seed(cfg.seed, 3, step))  # dropout masks of this step
+    lr = cosine_lr(cfg.lr, step, total)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    n_local = n if part is None else part[1] - part[0]
+    loss, stats = step_loss(model, tasks, labels, views, n_local, cfg, device)
+    if world > 1:
+        loss = loss * (share * world / n)
+        stats = stats * (share / n)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return lr, stats
+
+
+# Host syncs: the step statistics stay on the device and are read every this many steps (and
+# at the end and before a checkpoint), which is also the interval of the training log.
+SYNC_EVERY = 10
+
+
+def _dist_world(distributed: bool) -> tuple[int, int]:
+    if not distributed:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("distributed training needs an initialised torch.distributed process group "
+                           "(use fgad.distributed)")
+    return dist.get_rank(), dist.get_world_size()
+
+
 def train(net: torch.nn.Module, tasks: dict[str, Task], x: torch.Tensor, cfg: DetectorConfig, device: torch.device,
-          *, checkpoint_dir: str | Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
+          *, checkpoint_dir: str | Path | None = None, progress: bool = True,
+          distributed: bool = False) -> list[dict[str, Any]]:
     """Train ``net`` on the normal images ``x`` (N×C×S×S in [-1, 1]); returns the training log.
 
     With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_every`` steps, and
     a run that finds one there resumes from it.
+
+    With ``distributed=True`` (inside an initialised ``torch.distributed`` process group, see
+    :mod:`fgad.distributed`), ``net`` is wrapped in DistributedDataParallel and every rank trains
+    on its slice of each step's ``cfg.batch_size`` source images: the global batch is the
+    one-process batch. Every rank holds all of ``x``; rank 0 writes the checkpoints and shows
+    progress; the log holds the statistics of the whole batch on every rank.
     """
+    rank, world = _dist_world(distributed)
     n = x.shape[0]
     total = total_steps(cfg, n)
     opt = make_optimizer(net, cfg)
@@ -94,48 +219,84 @@ def train(net: torch.nn.Module, tasks: dict[str, Task], x: torch.Tensor, cfg: De
         start, history = load_checkpoint(ckpt, net, opt, cfg, device)
     x = x.to(device)
     labels = {name: t.labels().to(device) for name, t in tasks.items()}
-    step_model = net
-    if cfg.compile:
-        step_model = torch.compile(net)
     net.train()
-    bar = tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
+    step_model = net
+    if world > 1:
+        start, history = _sync_start(net, opt, start, history)
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        has_sync_bn = any(isinstance(m, torch.nn.SyncBatchNorm) or getattr(m, "global_batch_stats", False)
+                          for m in net.modules())
+        # With global batch norm every rank's buffers are already the same: no per-step broadcast.
+        sync_kw = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                   else "broadcast_buffers")
+        step_model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None,
+                         **{sync_kw: not has_sync_bn})
+    if cfg.compile:
+        step_model = torch.compile(step_model)
+    bar = tqdm(total=total, initial=start, disable=not progress or rank != 0, desc="train", unit="step",
+               dynamic_ncols=True)
     t0 = time.perf_counter()
+    names = stat_names(tasks)
     running: dict[str, float] = {}
-    for step in range(start, total):
-        idx = batch_indices(cfg.seed, step, n, cfg.batch_size).to(device)
-        xb = x[idx]
-        g = generator(cfg.seed, 2, step)
-        views = {name: t.views(xb, train=True, generator=g).flatten(0, 1) for name, t in tasks.items()}
-        if cfg.channels_last:
-            views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
-        torch.manual_seed(derive_seed(cfg.seed, 3, step))  # dropout masks of this step
-        lr = cosine_lr(cfg.lr, step, total)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        with _autocast(cfg, device):
-            logits = step_model(views)
-        loss = logits[next(iter(tasks))].new_zeros((), dtype=torch.float32)
-        stats: dict[str, float] = {}
-        for name, t in tasks.items():
-            tl, accs = task_loss(logits[name], labels[name].repeat(len(idx), 1), t.head_sizes)
-            loss = loss + tl
-            for h, a in enumerate(accs):
-                stats[f"acc_{name}_{h}"] = a
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        stats["loss"] = loss.item()
-        for k, v in stats.items():  # exponential moving averages for the progress bar
-            running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
-        bar.update(1)
+    pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, statistics on the device)
+    perm_epoch, perm = -1, torch.empty(0)
+    spe = steps_per_epoch(n, cfg.batch_size)
+
+    def flush() -> None:
+        if not pending:
+            return
+        rows = torch.stack([s for _, _, s in pending])
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(rows)  # the shares of all ranks: the whole batch's values
+        for (st, lr, _), row in zip(pending, rows.tolist()):  # one host sync for all pending steps
+            for k, v in zip(names, row):  # exponential moving averages for the progress bar
+                running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
+            if (st + 1) % SYNC_EVERY == 0 or st + 1 == total:
+                history.append({"step": st + 1, "lr": lr, "elapsed_s": round(time.perf_counter() - t0, 3),
+                                **{k: round(v, 5) for k, v in running.items()}})
+        pending.clear()
         bar.set_postfix({k.replace("acc_", ""): f"{v:.3f}" for k, v in running.items()}, refresh=False)
-        if (step + 1) % 10 == 0 or step + 1 == total:
-            history.append({"step": step + 1, "lr": lr, "elapsed_s": round(time.perf_counter() - t0, 3),
-                            **{k: round(v, 5) for k, v in running.items()}})
-        if ckpt is not None and ((step + 1) % cfg.checkpoint_every == 0) and step + 1 < total:
+
+    for step in range(start, total):
+        epoch, i = divmod(step, spe)
+        if epoch != perm_epoch:  # the epoch's order (as batch_indices), drawn and sent to the device once
+            perm_epoch, perm = epoch, epoch_permutation(cfg.seed, epoch, n).to(device)
+        xb = x[perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
+        lr, stats = train_step(step_model, opt, tasks, labels, xb, cfg, device, step, total, rank=rank, world=world)
+        pending.append((step, lr, stats))
+        bar.update(1)
+        save_now = ckpt is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total
+        if (step + 1) % SYNC_EVERY == 0 or step + 1 == total or save_now:
+            flush()
+        if save_now and rank == 0:
             save_checkpoint(ckpt, net, opt, cfg, step + 1, history)
+    flush()
     bar.close()
     return history
+
+
+def _sync_start(net: torch.nn.Module, opt: torch.optim.Optimizer, start: int,
+                history: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    """Make every rank start from rank 0's state: its step, log, weights and momentum buffers
+    (a rank that found no checkpoint, e.g. on another machine, takes rank 0's)."""
+    import torch.distributed as dist
+
+    box = [(start, history)]
+    dist.broadcast_object_list(box, src=0)
+    start, history = box[0]
+    for t in net.state_dict().values():
+        dist.broadcast(t, src=0)
+    for g in opt.param_groups:
+        for p in g["params"]:
+            st = opt.state[p]
+            if "momentum_buffer" not in st or st["momentum_buffer"] is None:
+                # SGD's first step sets buf = grad; 0·momentum + grad is the same value.
+                st["momentum_buffer"] = torch.zeros_like(p)
+            dist.broadcast(st["momentum_buffer"], src=0)
+    return start, history
 
 
 def save_checkpoint(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, cfg: DetectorConfig,

@@ -4,6 +4,7 @@
     fgad benchmark --dataset mnist --method ours,mhrot --classes 0-9 --seeds 0-4 --preset paper
     fgad benchmark --dataset npz --data-root cub100_subset_64.npz --method ours,mhrot,jigsaw
     fgad benchmark ... --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT   # one slice per array task
+    fgad benchmark ... --ray auto --out /shared/runs   # one Ray task per job on a Ray cluster
     fgad report runs/
 """
 
@@ -55,6 +56,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         overrides.update(load_config_file(args.config))
     overrides.update(parse_overrides(args.set))
     resolve_config(args.preset, overrides)  # a bad preset or key fails before any work
+    if args.ray:
+        from .ray_runner import require_ray
+
+        require_ray()  # Ray missing fails before any work
     options = parse_overrides(args.data_option)
     refs = [DataRef(d, args.data_root, tuple(sorted(options.items()))) for d in datasets]
     if args.download:
@@ -66,8 +71,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     print(f"{plan.total} job(s) in the sweep; {len(plan.jobs)} to run here, {plan.skipped_done} already done "
           f"(records in {args.out})", file=sys.stderr)
     t0 = time.perf_counter()
-    done, failed = run_plan(plan, args.out, overrides, workers=args.workers, progress=not args.quiet,
-                            log=lambda s: print(s, file=sys.stderr, flush=True))
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.ray:
+        from .ray_runner import run_plan_ray
+
+        done, failed = run_plan_ray(plan, args.out, overrides, address=args.ray, log=log)
+    else:
+        done, failed = run_plan(plan, args.out, overrides, workers=args.workers, progress=not args.quiet, log=log)
     print(f"{done} job(s) finished, {failed} failed, in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if not args.no_report:
         _print_report(args.out)
@@ -122,6 +132,8 @@ def add_commands(sub) -> None:
     p.add_argument("--out", default="fgad-runs", help="results folder (default fgad-runs)")
     p.add_argument("--shard", help="run only slice i of n (0-based), e.g. 0/4")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (one per GPU on GPUs)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the jobs as Ray tasks: local (start Ray here), auto (join "
+                   "the running cluster) or a cluster address; OUT and the data must be on a shared file system")
     p.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_benchmark)
