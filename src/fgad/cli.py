@@ -143,15 +143,8 @@ def _add_image_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(prog="fgad", description="Fine-grained one-class image anomaly detection "
-                                     "by multi-task self-supervision. Scores: higher = more anomalous.")
-    parser.add_argument("--version", action="version", version=f"fgad {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train a detector on normal images")
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """The options of ``fgad train``, shared with ``python -m fgad.distributed``."""
     p.add_argument("images", help=".npz file or folder of normal images")
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--preset", default="quick", help="paper | quick | tiny (default quick)")
@@ -161,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--checkpoint-dir", help="training checkpoints (default MODEL.checkpoints); resumes from it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="fgad", description="Fine-grained one-class image anomaly detection "
+                                     "by multi-task self-supervision. Scores: higher = more anomalous.")
+    parser.add_argument("--version", action="version", version=f"fgad {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a detector on normal images")
+    add_training_args(p)
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms on CUDA (slower)")
     _add_image_args(p)
     p.set_defaults(func=cmd_train)

@@ -59,7 +59,7 @@ class DetectorConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper: WRN-16-4, dropout 0.3 on both dense layers, SGD-Nesterov lr 0.1, batch 32,
     # 3×3 jigsaw with k = 3. Training length is not given in the paper: 15 epochs, cosine.
-    "paper": {},
+    "paper": {"channels_last": True},  # a memory layout, not a change of the method: measured faster
     # Scaled down for 2 CPU cores (not the paper's): WRN-10-1, 8 source images (312 views with
     # both tasks) per step, 300 steps, channels-last. Chosen by wall time, not by any test AUROC.
     "quick": {"depth": 10, "width": 1, "batch_size": 8, "epochs": None, "steps": 300, "score_batch_size": 32,

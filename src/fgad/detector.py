@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .config import DetectorConfig, resolve_config
 from .errors import InputError, ModelFileError
 from .fileio import atomic_directory
 from .nets import MultiTaskNet, WideResNet
-from .preprocess import as_image_array, conform_images, to_tensor
+from .preprocess import as_image_array, check_image_shape, conform_images, to_tensor
 from .provenance import git_revision, versions
+from .safeload import load_state_checked, read_safetensors
 from .scoring import fuse, true_class_probability_sum
 from .seeding import enable_determinism, seed_everything
 from .tasks import Task, build_task
@@ -128,17 +128,9 @@ class Detector:
         if not self.is_fitted:
             raise InputError("the detector is not fitted: call fit() or Detector.load() first")
         x = as_image_array(images, "images to score")
-        h, w, c = self.input_shape
         if conform:
-            x = conform_images(x, (h, w, c))
-        if x.shape[3] != c:
-            kinds = {1: "grey", 3: "colour"}
-            raise InputError(f"images to score: the model was trained on {kinds[c]} images ({c} channel(s)) "
-                             f"but got {kinds[x.shape[3]]} images ({x.shape[3]} channel(s))")
-        if x.shape[1:3] != (h, w):
-            raise InputError(f"images to score: the model was trained on {w}x{h} images, got "
-                             f"{x.shape[2]}x{x.shape[1]}")
-        return x
+            x = conform_images(x, self.input_shape)
+        return check_image_shape(x, self.input_shape)
 
     @torch.inference_mode()
     def score_tasks(self, images: Any, *, progress: bool = False, conform: bool = False) -> dict[str, np.ndarray]:
@@ -157,17 +149,22 @@ class Detector:
         for start in tqdm(range(0, len(x_np), bs), disable=not progress, desc="score", unit="batch"):
             xb = to_tensor(x_np[start : start + bs], cfg.image_size, device)
             views = {n: t.views(xb, train=False) for n, t in self.tasks.items()}
-            flat = {n: v.flatten(0, 1) for n, v in views.items()}
-            if cfg.channels_last:
-                flat = {k: v.contiguous(memory_format=torch.channels_last) for k, v in flat.items()}
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") \
-                else torch.autocast(device.type, enabled=False)
-            with autocast:
-                logits = self.net(flat)
+            logits = self.forward_views({n: v.flatten(0, 1) for n, v in views.items()}, device)
             for n, t in self.tasks.items():
-                lg = logits[n].float().view(xb.shape[0], t.n_views, -1)
+                lg = logits[n].view(xb.shape[0], t.n_views, -1)
                 out[n].append(true_class_probability_sum(lg, t.labels(), t.head_sizes).cpu().numpy())
         return {n: np.concatenate(v).astype(np.float64) for n, v in out.items()}
+
+    def forward_views(self, views: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+        """Float32 logits of the network on flat views per task, with the config's layout and precision."""
+        cfg = self.config
+        if cfg.channels_last:
+            views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") \
+            else torch.autocast(device.type, enabled=False)
+        with autocast:
+            out = self.net(views)
+        return {k: v.float() for k, v in out.items()}
 
     def normality(self, images: Any, *, fusion: str | None = None, conform: bool = False) -> np.ndarray:
         """The paper's normality score s(x) (eq. 3): higher = more normal."""
@@ -281,12 +278,8 @@ class Detector:
             det._build(det.input_shape[2], task_states=meta["tasks"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path / CONFIG_FILE}: invalid model config ({exc})") from exc
-        try:
-            tensors = load_file(str(path / WEIGHTS_FILE))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelFileError(f"{path / WEIGHTS_FILE}: unreadable weights ({exc})") from exc
-        _check_tensors(path / WEIGHTS_FILE, det.net.state_dict(), tensors)
-        det.net.load_state_dict(tensors, strict=True)
+        tensors = read_safetensors(path / WEIGHTS_FILE)
+        load_state_checked(det.net, tensors, path / WEIGHTS_FILE)
         det.net.to(det.device).eval()
         return det
 
@@ -303,15 +296,3 @@ def _load_decision(value: Any) -> dict[str, Any] | None:
     if decision.get("fusion", "sum") not in ("sum", "mean"):
         raise ValueError(f"decision: unknown fusion {decision.get('fusion')!r}")
     return dict(decision)
-
-
-def _check_tensors(path: Path, expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> None:
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected))
-    if missing or extra:
-        raise ModelFileError(f"{path}: tensors do not match the config (missing: {', '.join(missing[:3]) or '-'}; "
-                             f"unexpected: {', '.join(extra[:3]) or '-'})")
-    for k, v in expected.items():
-        if got[k].shape != v.shape or got[k].dtype != v.dtype:
-            raise ModelFileError(f"{path}: tensor {k} is {tuple(got[k].shape)} {got[k].dtype}, "
-                                 f"the config needs {tuple(v.shape)} {v.dtype}")

@@ -256,15 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fgad.distributed",
                                 description="Data-parallel training of an fgad detector; run it with torchrun, e.g. "
                                             "torchrun --nproc_per_node=4 -m fgad.distributed IMAGES --out MODEL")
-    p.add_argument("images", help=".npz file or folder of normal images")
-    p.add_argument("--out", required=True, help="model folder to write (by rank 0)")
-    p.add_argument("--preset", default="quick", help="paper | quick | tiny (default quick)")
-    p.add_argument("--tasks", help="comma-separated tasks, e.g. geometric,jigsaw")
-    p.add_argument("--config", help="YAML/JSON file of config overrides")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto | cpu | cuda (each rank takes cuda:LOCAL_RANK)")
-    p.add_argument("--checkpoint-dir", help="training checkpoints, written by rank 0; resumes from it")
+    from .cli import add_training_args
+
+    add_training_args(p)  # as fgad train; rank 0 writes the model and the checkpoints
     p.add_argument("--key", help="array name inside an .npz file (default x_train)")
     p.add_argument("--label", type=int, help="only the images of this class (needs a label array)")
     p.add_argument("--no-sync-bn", action="store_true", help="batch-norm statistics per rank, not global")

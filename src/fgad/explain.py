@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .preprocess import as_image_array, to_tensor
+from .preprocess import as_image_array, check_image_shape, to_tensor
 
 __all__ = ["breakdown", "heatmap", "explain_image", "explanation_json", "render_explanation", "cell_index_map",
            "cell_boxes", "upsample_heatmap", "format_breakdown", "head_names", "class_names", "paste_patch",
@@ -99,15 +99,7 @@ def _check_detector(det) -> None:
 def _prepare(det, images: Any, what: str = "images to explain") -> np.ndarray:
     """Validated uint8 N×H×W×C images matching the detector's input shape."""
     _check_detector(det)
-    x = as_image_array(images, what)
-    h, w, c = det.input_shape
-    if x.shape[3] != c:
-        kinds = {1: "grey", 3: "colour"}
-        raise InputError(f"{what}: the model was trained on {kinds[c]} images ({c} channel(s)) but got "
-                         f"{kinds[x.shape[3]]} images ({x.shape[3]} channel(s))")
-    if x.shape[1:3] != (h, w):
-        raise InputError(f"{what}: the model was trained on {w}x{h} images, got {x.shape[2]}x{x.shape[1]}")
-    return x
+    return check_image_shape(as_image_array(images, what), det.input_shape, what)
 
 
 def _device(det) -> torch.device:
@@ -117,14 +109,7 @@ def _device(det) -> torch.device:
 
 
 def _forward(det, views: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    cfg = det.config
-    if cfg.channels_last:
-        views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") \
-        else torch.autocast(device.type, enabled=False)
-    with autocast:
-        out = det.net(views)
-    return {k: v.float() for k, v in out.items()}
+    return det.forward_views(views, device)
 
 
 def _true_probs(logits: torch.Tensor, labels: torch.Tensor, head_sizes) -> torch.Tensor:

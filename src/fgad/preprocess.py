@@ -53,6 +53,18 @@ def as_image_array(images: Any, what: str = "images") -> np.ndarray:
     return images
 
 
+def check_image_shape(x: np.ndarray, input_shape: tuple[int, int, int], what: str = "images to score") -> np.ndarray:
+    """Refuse validated N×H×W×C images whose size or channels differ from the model's (H, W, C)."""
+    h, w, c = input_shape
+    if x.shape[3] != c:
+        kinds = {1: "grey", 3: "colour"}
+        raise InputError(f"{what}: the model was trained on {kinds[c]} images ({c} channel(s)) but got "
+                         f"{kinds[x.shape[3]]} images ({x.shape[3]} channel(s))")
+    if x.shape[1:3] != (h, w):
+        raise InputError(f"{what}: the model was trained on {w}x{h} images, got {x.shape[2]}x{x.shape[1]}")
+    return x
+
+
 def to_tensor(images: np.ndarray, image_size: int | None, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 N×H×W×C → float N×C×S×S in [-1, 1] on ``device``."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()

@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import ConfigError, InputError, ModelFileError
 from ..fileio import atomic_directory
-from ..preprocess import as_image_array
+from ..preprocess import as_image_array, check_image_shape
+from ..provenance import versions  # noqa: F401  (used by the methods as C.versions)
+from ..safeload import load_state_checked  # noqa: F401  (used by the methods)
+from ..safeload import read_safetensors as read_tensors
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -117,12 +119,6 @@ def check_positive(method: str, cfg: Any, *names: str, allow_zero: bool = False)
 
 
 # ------------------------------------------------------------------------------------ inputs
-def versions() -> dict[str, str]:
-    from ..detector import versions as _v
-
-    return _v()
-
-
 def device_of(name: str) -> torch.device:
     from ..detector import resolve_device
 
@@ -133,15 +129,7 @@ def check_images(images: Any, input_shape: tuple[int, int, int] | None, what: st
     """Validated uint8 N×H×W×C images, of the shape the model was fitted on (when given)."""
     if input_shape is None:
         raise InputError("the detector is not fitted: call fit() or load() first")
-    x = as_image_array(images, what)
-    h, w, c = input_shape
-    if x.shape[3] != c:
-        kinds = {1: "grey", 3: "colour"}
-        raise InputError(f"{what}: the model was trained on {kinds[c]} images ({c} channel(s)) but got "
-                         f"{kinds[x.shape[3]]} images ({x.shape[3]} channel(s))")
-    if x.shape[1:3] != (h, w):
-        raise InputError(f"{what}: the model was trained on {w}x{h} images, got {x.shape[2]}x{x.shape[1]}")
-    return x
+    return check_image_shape(as_image_array(images, what), input_shape, what)
 
 
 def resize_to(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -198,13 +186,6 @@ def read_folder(path: str | Path, fmt: str, what: str) -> tuple[dict[str, Any], 
     return meta, read_tensors(path / WEIGHTS_FILE)
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: unreadable weights ({exc})") from exc
-
-
 def split_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     p = prefix + "."
     return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
@@ -215,21 +196,6 @@ def join_states(**modules: torch.nn.Module) -> dict[str, torch.Tensor]:
     for name, m in modules.items():
         out.update({f"{name}.{k}": v for k, v in m.state_dict().items()})
     return out
-
-
-def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """``load_state_dict(strict=True)`` with a one-line ModelFileError on any mismatch."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing or extra:
-        raise ModelFileError(f"{where}: tensors do not match the config (missing: {', '.join(missing[:3]) or '-'}; "
-                             f"unexpected: {', '.join(extra[:3]) or '-'})")
-    for k, v in expected.items():
-        if state[k].shape != v.shape or state[k].dtype != v.dtype:
-            raise ModelFileError(f"{where}: tensor {k} is {tuple(state[k].shape)} {state[k].dtype}, "
-                                 f"the config needs {tuple(v.shape)} {v.dtype}")
-    module.load_state_dict(state, strict=True)
 
 
 def get_meta(meta: dict[str, Any], key: str, path: str | Path) -> Any:
