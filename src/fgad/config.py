@@ -68,6 +68,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"depth": 10, "width": 1, "batch_size": 4, "epochs": None, "steps": 4, "score_batch_size": 32},
 }
 
+PRESET_NOTES = {
+    "paper": "the paper's configuration: WRN-16-4, batch 32, 15 epochs (GPU work)",
+    "quick": "scaled down for 2 CPU cores, not the paper's",
+    "tiny": "for tests",
+}
+
 _FIELDS = {f.name: f for f in dataclasses.fields(DetectorConfig)}
 _CHOICES = {"score_fusion": ("sum", "mean")}
 

@@ -24,7 +24,7 @@ DEFAULT_OVERRIDES: dict[str, Any] = {"steps": 150}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..config import PRESETS
+    from ..config import PRESET_NOTES, PRESETS
     from ..data import DATASETS
     from ..methods import METHODS
 
@@ -36,8 +36,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name:<16} {m.summary}")
     print("presets:")
     for name, p in PRESETS.items():
-        desc = ", ".join(f"{k}={v}" for k, v in p.items()) or "the paper's configuration"
-        print(f"  {name:<16} {desc}")
+        changes = ", ".join(f"{k}={v}" for k, v in p.items())
+        print(f"  {name:<16} {PRESET_NOTES.get(name, '')}" + (f" ({changes})" if changes else ""))
     return 0
 
 
