@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--model", help="a saved detector trained on this class: skips training")
     args = p.parse_args(argv)
 
     import torch
@@ -50,13 +51,18 @@ def main(argv: list[str] | None = None) -> int:
         x_train = x_train[: args.max_train]
     rng = np.random.default_rng(args.seed)
     x_eval = x_test[np.sort(rng.choice(len(x_test), min(args.n, len(x_test)), replace=False))]
-    det = fgad.Detector(args.preset, tasks=tuple(args.tasks.split(",")), steps=args.steps, seed=args.seed,
-                        device=args.device)
-    t0 = time.perf_counter()
-    det.fit(x_train, progress=sys.stderr.isatty())
-    fit_s = time.perf_counter() - t0
-    print(f"{args.npz} class {args.cls}: trained on {len(x_train)} images, {args.steps} steps "
-          f"({args.preset}, {args.tasks}) in {fit_s:.0f} s; {len(x_eval)} test images")
+    if args.model:
+        det = fgad.Detector.load(args.model, device=args.device)
+        print(f"{args.npz} class {args.cls}: model {args.model} (tasks {', '.join(det.tasks)}, "
+              f"{det.info.get('n_train')} training images); {len(x_eval)} test images")
+    else:
+        det = fgad.Detector(args.preset, tasks=tuple(args.tasks.split(",")), steps=args.steps, seed=args.seed,
+                            device=args.device)
+        t0 = time.perf_counter()
+        det.fit(x_train, progress=sys.stderr.isatty())
+        fit_s = time.perf_counter() - t0
+        print(f"{args.npz} class {args.cls}: trained on {len(x_train)} images, {args.steps} steps "
+              f"({args.preset}, {args.tasks}) in {fit_s:.0f} s; {len(x_eval)} test images")
     print()
     print("| source | location | n | hit rate | chance | hit / chance | s |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
