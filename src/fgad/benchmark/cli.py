@@ -19,7 +19,7 @@ from typing import Any
 # The embedded default: no download, no files outside the installed packages, ~10 min on 2 cores.
 DEFAULT_DATASET = "fonts"
 DEFAULT_METHODS = "ours,mhrot,mean-distance"
-DEFAULT_CLASSES = "0-5"
+DEFAULT_CLASSES = "0-3"
 DEFAULT_OVERRIDES: dict[str, Any] = {"steps": 150}
 
 
