@@ -370,3 +370,13 @@ def test_single_class_test_set_is_skipped_not_fatal(tmp_path):
         result = build_report(tmp_path, max_roc_classes=0)
     assert "only normal images" in result.skipped[0][1]
     assert math.isclose(float(result.tables["table1"][0]["auroc_mean_pct"]), 92.0)
+
+
+def test_timing_table_means_over_jobs(tmp_path):
+    for cls, fit in [(0, 2.0), (1, 4.0)]:
+        rec = make_record("mnist", "ours", cls, 0)
+        rec["timings"] = {"fit_s": fit, "score_s": 1.0, "total_s": fit + 1.0}
+        write_json(tmp_path, job_path("mnist", "ours", cls, 0), rec)
+    res = build_report(tmp_path)
+    row = md_rows((tmp_path / "report" / "timings.md").read_text(), "MNIST")[0]
+    assert row[1:] == ["Ours", "3.0", "1.0", "4.0", "2"]

@@ -14,7 +14,8 @@ from .fusion import fusion_table, record_fusion
 from .names import dataset_display_name, safe_file_stem
 from .plots import plot_roc
 from .records import _iter_records, dedupe, read_record, warn_skipped
-from .tables import METRIC_KEYS, Entry, Results, Table, class_sort_key, per_class_table, table1, table2, table3
+from .tables import (METRIC_KEYS, Entry, Results, Table, class_sort_key, per_class_table, table1, table2, table3,
+                     timing_table)
 from .tables import finite_or_none
 
 __all__ = ["ReportResult", "build_report"]
@@ -68,6 +69,7 @@ def _entry(path: Path, rec: dict) -> Entry:
         metrics=metrics,
         has_scores=has_scores,
         fusion=record_fusion(rec) if has_scores else None,
+        timings=rec.get("timings") if isinstance(rec.get("timings"), dict) else {},
     )
 
 
@@ -155,6 +157,7 @@ def build_report(
     tf = fusion_table(res)
     if tf is not None:
         tables.append(tf)
+    tables.append(timing_table(res))
     for t in tables:
         write(f"{t.name}.md", t.markdown(level=1))
         write(f"{t.name}.csv", t.csv())

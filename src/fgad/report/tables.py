@@ -40,6 +40,7 @@ class Entry:
     metrics: dict[str, float | None]
     has_scores: bool = False
     fusion: dict | None = None
+    timings: dict = field(default_factory=dict)  # fit_s, score_s, total_s of the job
 
     @property
     def variant(self) -> tuple[str, str]:
@@ -304,6 +305,32 @@ def table3(res: Results) -> Table:
             "at the lowest threshold whose BPCER is at most 5%, BPCER@5%APCER at the highest "
             "threshold whose APCER is at most 5%."
         ],
+        left_columns=2,
+    )
+
+
+def timing_table(res: Results) -> Table:
+    """For each dataset and method: mean wall time of a job (fit, scoring, total), in seconds."""
+    keys = (("fit_s", "Fit (s)"), ("score_s", "Scoring (s)"), ("total_s", "Total (s)"))
+    rows, csv_rows = [], []
+    for d in res.datasets:
+        for v in res.variants_of(d):
+            jobs = res.by_cell[(d, v)]
+            means = []
+            for k, _ in keys:
+                vals = [float(e.timings[k]) for e in jobs if isinstance(e.timings.get(k), (int, float))]
+                means.append(statistics.fmean(vals) if vals else None)
+            rows.append([dataset_display_name(d), res.variant_name(v),
+                         *("–" if m is None else f"{m:.1f}" for m in means), str(len(jobs))])
+            csv_rows.append([d, v[0], v[1], *("" if m is None else round(m, 3) for m in means), len(jobs)])
+    return Table(
+        name="timings",
+        title="Wall time per job (s)",
+        header=["Dataset", "Method", *(h for _, h in keys), "Jobs"],
+        rows=rows,
+        csv_header=["dataset", "method", "preset", *(k for k, _ in keys), "n_jobs"],
+        csv_rows=csv_rows,
+        notes=["Mean over the jobs (normal classes × seeds) of each cell, as recorded by the runner."],
         left_columns=2,
     )
 
