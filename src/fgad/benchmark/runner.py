@@ -112,7 +112,7 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
     if hasattr(det, "fit_from_dataset"):
         # Semi-supervised methods (Deep SAD) draw their labelled anomalies from the train split
         # themselves, and record how in ``det.info["labelled_anomalies"]``.
-        det.fit_from_dataset(ds, job.normal_class)
+        det.fit_from_dataset(ds, job.normal_class, progress=progress)
     elif job.method in TASK_SETS:
         det.fit(x_train, checkpoint_dir=ckpt, progress=progress)
     else:
