@@ -116,7 +116,7 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
     elif job.method in TASK_SETS:
         det.fit(x_train, checkpoint_dir=ckpt, progress=progress)
     else:
-        det.fit(x_train)
+        det.fit(x_train, progress=progress)
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     task_scores = None
