@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -41,7 +42,7 @@ def plot_roc(
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("False positive rate (normal images rejected)")
     ax.set_ylabel("True positive rate (anomalies detected)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(title, 48)), fontsize=10)  # long class names must not be cut off
     ax.legend(loc="lower right", fontsize=8, title="AUROC (%)", title_fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
