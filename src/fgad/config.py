@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -37,7 +40,9 @@ class DetectorConfig:
     score_fusion: str = "sum"  # "sum": eq. 3 on raw task sums (the paper's); "mean": each sum / its terms
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
-    score_batch_size: int = 128  # source images per scoring batch (× all views)
+    # Source images per scoring batch (× all views); None: 128 on CUDA, 8 on a CPU, where big
+    # batches outgrow the caches and run slower (measured, docs/performance.md).
+    score_batch_size: int | None = None
     checkpoint_every: int = 200  # steps between training checkpoints, when a checkpoint folder is given
     channels_last: bool = False
     bf16: bool = False  # bf16 autocast on CUDA
@@ -62,8 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"channels_last": True},  # a memory layout, not a change of the method: measured faster
     # Scaled down for 2 CPU cores (not the paper's): WRN-10-1, 8 source images (312 views with
     # both tasks) per step, 300 steps, channels-last. Chosen by wall time, not by any test AUROC.
-    "quick": {"depth": 10, "width": 1, "batch_size": 8, "epochs": None, "steps": 300, "score_batch_size": 32,
-              "channels_last": True},
+    "quick": {"depth": 10, "width": 1, "batch_size": 8, "epochs": None, "steps": 300, "channels_last": True},
     # For tests: a network and a run that take seconds.
     "tiny": {"depth": 10, "width": 1, "batch_size": 4, "epochs": None, "steps": 4, "score_batch_size": 32},
 }
@@ -103,7 +107,7 @@ def _coerce(name: str, value: Any) -> Any:
             return None
         raise ConfigError(f"config key {name!r} cannot be null")
     base = type(default) if default is not None else float
-    if name == "steps":
+    if name in ("steps", "score_batch_size"):
         base = int
     if base is bool:
         if not isinstance(value, bool):
@@ -134,10 +138,17 @@ def replace_checked(cfg: DetectorConfig, overrides: dict[str, Any]) -> DetectorC
     return new
 
 
+def score_batch_size(cfg: DetectorConfig, device: torch.device) -> int:
+    """Source images per scoring batch on ``device``: the config's, or the device's default."""
+    if cfg.score_batch_size is not None:
+        return cfg.score_batch_size
+    return 128 if device.type == "cuda" else 8
+
+
 def _check_ranges(cfg: DetectorConfig) -> None:
     positive = ["depth", "width", "image_size", "batch_size", "score_batch_size", "checkpoint_every", "jigsaw_k"]
     for k in positive:
-        if getattr(cfg, k) < 1:
+        if getattr(cfg, k) is not None and getattr(cfg, k) < 1:
             raise ConfigError(f"config key {k!r} must be >= 1, got {getattr(cfg, k)}")
     if cfg.steps is None and cfg.epochs is None:
         raise ConfigError("set a training length: 'epochs' or 'steps'")

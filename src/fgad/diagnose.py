@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .config import score_batch_size
 from .errors import ConfigError, InputError
 
 __all__ = ["diagnose", "DiagnosisResult", "parse_task_sets", "head_accuracies", "CSV_COLUMNS", "DEFAULT_TASK_SETS"]
@@ -75,7 +76,7 @@ def head_accuracies(net: torch.nn.Module, tasks: dict, x: torch.Tensor, cfg, dev
     net.eval()
     correct: dict[str, float] = {}
     total = 0
-    bs = max(1, int(cfg.score_batch_size))
+    bs = score_batch_size(cfg, device)
     for start in range(0, x.shape[0], bs):
         xb = x[start : start + bs].to(device)
         views = {n: t.views(xb, train=False).flatten(0, 1) for n, t in tasks.items()}

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import score_batch_size
 from .errors import InputError
 from .preprocess import as_image_array, check_image_shape, to_tensor
 
@@ -124,7 +125,7 @@ def _true_probs(logits: torch.Tensor, labels: torch.Tensor, head_sizes) -> torch
 
 
 def _batches(det, x: np.ndarray, device: torch.device):
-    bs = max(1, int(det.config.score_batch_size))
+    bs = score_batch_size(det.config, device)
     for start in range(0, len(x), bs):
         yield to_tensor(x[start : start + bs], det.config.image_size, device)
 

@@ -1,0 +1,29 @@
+"""``compile=True``: scoring runs a torch.compile'd network, compiled once, with the eager scores."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from fgad import Detector
+
+
+def test_compiled_scoring_matches_eager_and_compiles_once():
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (6, 16, 16, 1), dtype=np.uint8)
+    test = rng.integers(0, 256, (5, 16, 16, 1), dtype=np.uint8)  # batches of 2: the last one is padded
+    det = Detector(preset="tiny", steps=2, image_size=16, score_batch_size=2, device="cpu").fit(train)
+    eager = det.score_tasks(test)
+    assert det._compiled is None
+
+    det.config = replace(det.config, compile=True)
+    compiled = det.score_tasks(test)
+    wrapper = det._compiled[1]
+    assert wrapper is not det.net
+    for name in eager:
+        assert compiled[name].shape == (5,)
+        np.testing.assert_allclose(compiled[name], eager[name], rtol=1e-4, atol=1e-5)
+
+    det.score_tasks(test[:3])
+    assert det._compiled[1] is wrapper  # the same network: no second compilation
