@@ -144,7 +144,8 @@ class Detector:
         x_np = self._check_input(images, conform)
         cfg, device = self.config, self.device
         self.net.to(device).eval()
-        out: dict[str, list[np.ndarray]] = {n: [] for n in self.tasks}
+        out: dict[str, list[torch.Tensor]] = {n: [] for n in self.tasks}  # on the device: no sync per batch
+        labels = {n: t.labels().to(device) for n, t in self.tasks.items()}
         bs = score_batch_size(cfg, device)
         from tqdm.auto import tqdm
 
@@ -160,8 +161,8 @@ class Detector:
             logits = self.forward_views({n: v.flatten(0, 1) for n, v in views.items()}, device)
             for n, t in self.tasks.items():
                 lg = logits[n].view(xb.shape[0], t.n_views, -1)[:n_real]
-                out[n].append(true_class_probability_sum(lg, t.labels(), t.head_sizes).cpu().numpy())
-        return {n: np.concatenate(v).astype(np.float64) for n, v in out.items()}
+                out[n].append(true_class_probability_sum(lg, labels[n], t.head_sizes))
+        return {n: torch.cat(v).cpu().numpy().astype(np.float64) for n, v in out.items()}
 
     def forward_views(self, views: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         """Float32 logits of the network on flat views per task, with the config's layout and precision."""

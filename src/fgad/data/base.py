@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DatasetNotFoundError, ImageReadError, InputError
-from ..imageio import read_images
+from ..imageio import map_files, read_images
 
 
 @dataclass
@@ -267,36 +267,44 @@ def read_files(
     mode: str | None = None,
     skip_unreadable: bool = False,
     desc: str = "reading images",
+    workers: int | None = None,
 ) -> tuple[np.ndarray, list[int], list[Path]]:
     """Decode image files with :mod:`fgad.imageio`; returns (images, indices kept, paths skipped).
 
     Without ``size`` all files are read in one :func:`fgad.imageio.read_images` call, so mixed
     sizes are an error naming the file. With ``size`` each file is decoded and resized at once
     (memory stays small for big photos), with a progress bar; grey files become RGB when any
-    file is colour, unless ``mode`` forces ``"L"`` or ``"RGB"``.
+    file is colour, unless ``mode`` forces ``"L"`` or ``"RGB"``. ``workers``: decoding threads
+    (:func:`fgad.imageio.map_files`; default: by the number of files and CPUs).
     """
     paths = list(paths)
     if not paths:
         raise InputError("no image files to read")
     if size is None:
-        x, kept, skipped = read_images(paths, mode=mode, skip_unreadable=skip_unreadable)
+        x, kept, skipped = read_images(paths, mode=mode, skip_unreadable=skip_unreadable, workers=workers)
         kept_set = {str(p) for p in kept}
         idx = [i for i, p in enumerate(paths) if str(p) in kept_set]
         return x, idx, skipped
     from tqdm.auto import tqdm
 
-    out: list[np.ndarray] = []
-    idx: list[int] = []
-    skipped: list[Path] = []
-    for i, p in enumerate(tqdm(paths, desc=desc, unit="img", disable=None, leave=False)):
+    def one(p):
         try:
-            img, _, _ = read_images([p], size=size, mode=mode)
+            return read_images([p], size=size, mode=mode, workers=1)[0][0]
         except ImageReadError:
             if not skip_unreadable:
                 raise
+            return None
+
+    out: list[np.ndarray] = []
+    idx: list[int] = []
+    skipped: list[Path] = []
+    decoded = map_files(one, paths, workers)  # a thread pool for many files
+    for i, (p, img) in enumerate(tqdm(zip(paths, decoded), total=len(paths), desc=desc, unit="img",
+                                      disable=None, leave=False)):
+        if img is None:
             skipped.append(Path(p))
             continue
-        out.append(img[0])
+        out.append(img)
         idx.append(i)
     if not out:
         raise InputError(f"no readable images ({len(skipped)} unreadable skipped)")

@@ -14,7 +14,10 @@ Pretrained VGG-19 weights are needed and are not downloaded: give a file with op
 ``vgg_weights=PATH`` or the environment variable ``FGAD_VGG19_WEIGHTS`` (safetensors, or a
 torchvision ``vgg19`` state dict saved with ``torch.save``, read with ``weights_only=True``). The
 layers used are stored with the saved model, so a saved model needs no weights file.
-``allow_random_vgg=True`` uses a randomly initialised VGG (for tests only: meaningless scores).
+``allow_random_vgg=True`` uses a randomly initialised VGG-19 (seeded) instead: the loss is then a
+distance between random convolutional features, not PIAD's perceptual loss. It exists for tests
+and for running the pipeline where the weights are not at hand; its records say
+``"vgg_weights": "random (allow_random_vgg)"`` and its numbers must not be reported as PIAD's.
 
 Official setting (``paper`` preset), from the official configs: 32×32 images (MNIST/F-MNIST
 resized 28 → 32, bilinear), scaled to [−1, 1]; latent 1×1×32 and all channel lists [32]*4 with a
@@ -96,7 +99,7 @@ class PIADConfig(C.MethodConfig):
     rec_weight: float = 1.0  # the reconstruction weight when grad_norm_policy is off
     vgg_weights: str | None = None  # None: $FGAD_VGG19_WEIGHTS
     vgg_layer: str = "relu4_2"
-    allow_random_vgg: bool = False  # tests only
+    allow_random_vgg: bool = False  # random VGG features: not PIAD's loss (module doc)
     score_batch_size: int = 64
     device: str = "auto"
     seed: int = 0

@@ -1,0 +1,22 @@
+"""``benchmarks/decoding.py`` runs on a few files and reports both readers (not a timing test)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "decoding.py"
+
+
+def test_decoding_script_prints_a_table_and_writes_json(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("fgad_decoding_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "dec.json"
+    assert mod.main(["--files", "5", "--side", "20", "--size", "8", "--workers", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| read_images (own size) |" in printed and "| read_files (resize to 8) |" in printed
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["files"] for r in rows] == [5, 5] and all(r["threads"] == 2 and r["speed_up"] > 0 for r in rows)
+    assert mod.main(["--files", "0"]) == 2
