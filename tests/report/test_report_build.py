@@ -380,3 +380,13 @@ def test_timing_table_means_over_jobs(tmp_path):
     res = build_report(tmp_path)
     row = md_rows((tmp_path / "report" / "timings.md").read_text(), "MNIST")[0]
     assert row[1:] == ["Ours", "3.0", "1.0", "4.0", "2"]
+
+
+def test_settings_changed_from_the_presets_are_listed(tmp_path):
+    rec = make_record("mnist", "piad", 0, 0, scores=False)
+    rec["overrides"] = {"allow_random_vgg": True, "iters": 50}
+    write_json(tmp_path, job_path("mnist", "piad", 0, 0), rec)
+    write_json(tmp_path, job_path("mnist", "ours", 0, 0), make_record("mnist", "ours", 0, 0, scores=False))
+    result = build_report(tmp_path, tmp_path / "out", max_roc_classes=0)
+    assert "- MNIST, PIAD (quick): `allow_random_vgg=true, iters=50`" in result.markdown
+    assert "Ours (quick)" not in result.markdown  # no overrides: not listed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from .. import metrics as M
 from ..errors import InputError
 from ..fileio import atomic_write_text
 from .fusion import fusion_table, record_fusion
-from .names import dataset_display_name, safe_file_stem
+from .names import dataset_display_name, method_display_name, safe_file_stem
 from .plots import plot_roc
 from .records import _iter_records, dedupe, read_record, warn_skipped
 from .tables import (METRIC_KEYS, Entry, Results, Table, class_sort_key, per_class_table, table1, table2, table3,
@@ -70,6 +71,7 @@ def _entry(path: Path, rec: dict) -> Entry:
         has_scores=has_scores,
         fusion=record_fusion(rec) if has_scores else None,
         timings=rec.get("timings") if isinstance(rec.get("timings"), dict) else {},
+        overrides=rec.get("overrides") if isinstance(rec.get("overrides"), dict) else {},
     )
 
 
@@ -228,6 +230,18 @@ def _roc_plots(res: Results, out: Path, ds_stem: _Stems, max_classes: int, progr
     return written
 
 
+def _changed_settings(res: Results) -> list[str]:
+    """One line per (dataset, method, preset) whose records changed settings from the preset."""
+    seen: dict[tuple[str, str, str], set[str]] = {}
+    for e in res.entries:
+        if e.overrides:
+            text = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(e.overrides.items()))
+            seen.setdefault((e.dataset, e.method, e.preset), set()).add(text)
+    return [f"{dataset_display_name(d)}, {method_display_name(m)} ({p or 'preset not recorded'}): "
+            + "; ".join(f"`{t}`" for t in sorted(texts))
+            for (d, m, p), texts in sorted(seen.items())]
+
+
 def _report_markdown(results_dir, out, res, tables, t2, per_class, roc_files, skipped) -> str:
     datasets = ", ".join(dataset_display_name(d) for d in res.datasets)
     parts = [
@@ -240,6 +254,11 @@ def _report_markdown(results_dir, out, res, tables, t2, per_class, roc_files, sk
         "Labels: anomaly = positive class; scores: higher = more anomalous. Rates in percent.",
         "",
     ]
+    changed = _changed_settings(res)
+    if changed:
+        parts.append("Settings changed from the presets (`--set`), read every number with them:\n")
+        parts += [f"- {line}" for line in changed]
+        parts.append("")
     for t in tables:
         parts.append(t.markdown(level=2))
         if t is tables[0] and t2 is None:

@@ -41,6 +41,7 @@ class Entry:
     has_scores: bool = False
     fusion: dict | None = None
     timings: dict = field(default_factory=dict)  # fit_s, score_s, total_s of the job
+    overrides: dict = field(default_factory=dict)  # settings changed from the preset (--set)
 
     @property
     def variant(self) -> tuple[str, str]:

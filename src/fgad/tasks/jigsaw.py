@@ -86,7 +86,11 @@ class JigsawTask(Task):
         rows0, cols0, th, tw = self.geometry(h, w)
         if offsets is None:
             offsets = self.draw_offsets(b, train, generator)
-        offsets = offsets.to(x.device)
+        if offsets.device != x.device:
+            # Drawn on the CPU so that a seed gives the same tiles on every device; on CUDA copied
+            # from pinned memory without blocking, so the host does not wait for the device.
+            cuda = x.device.type == "cuda"
+            offsets = (offsets.pin_memory() if cuda else offsets).to(x.device, non_blocking=cuda)
         nw = self.grid[1]
         batch_idx = torch.arange(b, device=x.device)[:, None, None]
         ar_h, ar_w = torch.arange(th, device=x.device), torch.arange(tw, device=x.device)
