@@ -84,6 +84,25 @@ def measure_peaks(device: torch.device, args: argparse.Namespace) -> dict[str, f
     return peaks
 
 
+def cpu_bf16_probe(det: Detector, device: torch.device, channels: int) -> dict[str, float]:
+    """Seconds of one eager forward of a scoring batch's views, fp32 and under CPU bf16 autocast
+    (the library enables bf16 on CUDA only; this shows whether a CPU would gain from it)."""
+    cfg = det.config
+    x = torch.randn(score_batch_size(cfg, device) * 4, channels, cfg.image_size, cfg.image_size)
+    views = {n: x for n in det.tasks}
+    if cfg.channels_last:
+        views = {n: v.contiguous(memory_format=torch.channels_last) for n, v in views.items()}
+    out = {}
+    with torch.inference_mode():
+        for name, ctx in (("fp32", lambda: torch.autocast("cpu", enabled=False)),
+                          ("bf16", lambda: torch.autocast("cpu", dtype=torch.bfloat16))):
+            with ctx():
+                det.net(views)  # warm-up
+                out[f"{name}_s"] = min(timed(lambda: det.net(views), device) for _ in range(2))
+    out["views"] = x.shape[0] * len(views)
+    return out
+
+
 # ------------------------------------------------------------------------------ FLOPs
 def count_flops(fn: Callable[[], Any]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
@@ -196,6 +215,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     test_images = rng.integers(0, 256, (n_score, cfg.image_size, cfg.image_size, args.channels), dtype=np.uint8)
     det.score_tasks(test_images[:score_bs])  # warm-up
     t_score = min(timed(lambda: det.score_tasks(test_images), device) for _ in range(args.score_repeat))
+    cpu_bf16 = cpu_bf16_probe(det, device, args.channels) if args.cpu_bf16_probe and device.type == "cpu" else None
 
     # The device's matmul peak, measured now: the best of a measurement before the workload (kept
     # in ``peaks_before``) and one after, so that a moment of interference lowers neither.
@@ -237,6 +257,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "cpu_count": os.cpu_count(),
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "cpu_bf16_probe": cpu_bf16,
     }
 
 
@@ -281,6 +302,11 @@ def table(r: dict[str, Any]) -> str:
          "-" if r["utilisation_train"] is None else
          f"train {r['utilisation_train']:.1%}, scoring {r['utilisation_score']:.1%}"),
     ]
+    probe = r.get("cpu_bf16_probe")
+    if probe:
+        rows.append(("bf16 autocast on this CPU", f"forward of {probe['views']} views: fp32 {probe['fp32_s'] * 1e3:.0f} ms, "
+                                                 f"bf16 {probe['bf16_s'] * 1e3:.0f} ms ({probe['bf16_s'] / probe['fp32_s']:.1f}× "
+                                                 "the fp32 time)"))
     width = max(len(k) for k, _ in rows)
     lines = [head]
     if load:
@@ -314,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-size", type=int, help="matmul side for the peak (default 8192 on CUDA, 1024 on CPU)")
     p.add_argument("--peak-repeat", type=int, default=10, help="matmuls timed per peak measurement; the best counts")
     p.add_argument("--no-peak", action="store_true", help="skip the matmul peak")
+    p.add_argument("--cpu-bf16-probe", action="store_true",
+                   help="on a CPU, also time a forward pass under bf16 autocast against fp32")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     return p
 

@@ -41,11 +41,11 @@ def test_throughput_script_measures_and_writes_json(throughput, tmp_path, capsys
     rc = throughput.main(["--preset", "tiny", "--image-size", "16", "--channels", "1", "--device", "cpu",
                           "--batch", "2", "--score-batch", "2", "--score-images", "2", "--score-repeat", "1",
                           "--steps", "1", "--warmup", "0", "--threads", "1", "--peak-size", "64",
-                          "--peak-repeat", "1", "--channels-last", "--json", str(out)])
+                          "--peak-repeat", "1", "--channels-last", "--cpu-bf16-probe", "--json", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     for row in ("train throughput", "pretext views of a batch", "scoring throughput", "FLOPs per view",
-                "matmul peak (measured)", "utilisation vs fp32 peak", "load average"):
+                "matmul peak (measured)", "utilisation vs fp32 peak", "load average", "bf16 autocast on this CPU"):
         assert row in printed
     r = json.loads(out.read_text())
     assert r["network"] == "WRN-10-1" and r["views_per_image"] == 39 and r["batch_views"] == 78
@@ -60,6 +60,8 @@ def test_throughput_script_measures_and_writes_json(throughput, tmp_path, capsys
     assert r["utilisation_train"] == pytest.approx(r["achieved_train_flops_per_s"] / r["peak_flops_per_s"]["fp32"])
     assert r["score_views_per_s"] == pytest.approx(39 * r["score_images_per_s"])
     assert 0 < r["views_share_of_step"] < 1
+    probe = r["cpu_bf16_probe"]
+    assert probe["views"] == 2 * 4 * 2 and probe["fp32_s"] > 0 and probe["bf16_s"] > 0  # 2 tasks × 4 batches of 2
 
 
 def test_quick_preset_shortcut_takes_the_presets_network(throughput):
