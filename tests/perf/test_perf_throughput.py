@@ -60,6 +60,15 @@ def test_throughput_script_measures_and_writes_json(throughput, tmp_path, capsys
     assert r["utilisation_train"] == pytest.approx(r["achieved_train_flops_per_s"] / r["peak_flops_per_s"]["fp32"])
     assert r["score_views_per_s"] == pytest.approx(39 * r["score_images_per_s"])
     assert 0 < r["views_share_of_step"] < 1
+    # The table script turns the JSON into one Markdown row.
+    table_spec = importlib.util.spec_from_file_location("fgad_throughput_table", SCRIPT.with_name("throughput_table.py"))
+    table_mod = importlib.util.module_from_spec(table_spec)
+    table_spec.loader.exec_module(table_mod)
+    capsys.readouterr()
+    assert table_mod.main([str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| WRN-10-1, 1 | after: channels-last, eager | ")
+    assert f"{r['utilisation_train']:.0%} / {r['utilisation_score']:.0%}" in lines[2]
     probe = r["cpu_bf16_probe"]
     assert probe["views"] == 2 * 4 * 2 and probe["fp32_s"] > 0 and probe["bf16_s"] > 0  # 2 tasks × 4 batches of 2
 
