@@ -102,6 +102,7 @@ def test_record_contents(three_methods, ref, method):
     assert rec["job"] == job.to_dict()
     assert rec["versions"]["fgad"] == fgad.__version__ and rec["versions"]["torch"] == torch.__version__
     assert rec["git_revision"] is None or re.fullmatch(r"[0-9a-f]{40}", rec["git_revision"])
+    assert rec["threads"] == torch.get_num_threads()
     assert set(rec["timings"]) == {"fit_s", "score_s", "total_s"}
     assert all(v >= 0 for v in rec["timings"].values())
     assert rec["data"]["n_train"] == 10 and rec["data"]["n_test"] == 30

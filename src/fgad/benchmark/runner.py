@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 
 from ..fileio import atomic_write_text
 from .jobs import Job, parse_classes, parse_seeds, shard
@@ -139,6 +140,7 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
         "versions": versions(),
         "git_revision": git_revision(),
         "device": str(getattr(det, "device", "cpu")),
+        "threads": torch.get_num_threads(),  # CPU results depend on it in the last digits
         "timings": {"fit_s": round(fit_s, 3), "score_s": round(score_s, 3),
                     "total_s": round(time.perf_counter() - t_start, 3)},
         "metrics": evaluate(y_test, scores),
