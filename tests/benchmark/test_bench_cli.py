@@ -117,6 +117,8 @@ def test_report_of_a_missing_folder_is_a_user_error(tmp_path):
     ({"--shard": "3/2"}, "shard"),
     ({"--shard": "a/b"}, "shard"),
     ({"--set": "foo=1"}, "foo"),
+    ({"--set": "piad.iters=1"}, "'piad' is not among the methods"),
+    ({"--set": "mean-distance.nope=1"}, "nope"),
     ({"--classes": "9"}, "out of range"),
     ({"--seeds": "x"}, "seeds"),
     ({"--data-option": "colour=1"}, "colour"),
@@ -149,3 +151,28 @@ def test_benchmark_exit_status_1_when_a_job_fails(npz_path, tmp_path):
     assert "FAILED" in stderr and "0 job(s) finished, 1 failed" in stderr
     assert len(list((tmp_path / "runs" / "errors").rglob("*.txt"))) == 1
     assert stdout == ""
+
+
+def test_method_options_reach_only_their_method(npz_path, tmp_path):
+    out = tmp_path / "runs"
+    rc, _, stderr = call(["benchmark", "--dataset", "npz", "--data-root", str(npz_path), "--method", "ours,mhrot",
+                          "--preset", "tiny", "--set", "image_size=16", "--set", "steps=2", "--set", "ours.steps=3",
+                          "--classes", "0", "--out", str(out), "--quiet", "--no-report"])
+    assert rc == 0, stderr
+    recs = read_records(out)
+    by_method = {r["job"]["method"]: r for r in recs.values()}
+    assert by_method["ours"]["overrides"] == {"image_size": 16, "steps": 3}  # METHOD.key wins for its method
+    assert by_method["mhrot"]["overrides"] == {"image_size": 16, "steps": 2}
+    assert by_method["ours"]["config"]["steps"] == 3 and by_method["mhrot"]["config"]["steps"] == 2
+
+
+def test_piad_options_by_method_prefix(npz_path, tmp_path):
+    out = tmp_path / "runs"
+    rc, _, stderr = call(["benchmark", "--dataset", "npz", "--data-root", str(npz_path), "--method", "piad",
+                          "--preset", "tiny", "--set", "piad.allow_random_vgg=true", "--set", "piad.iters=1",
+                          "--classes", "0", "--out", str(out), "--quiet"])
+    assert rc == 0, stderr
+    (rec,) = read_records(out).values()
+    assert rec["overrides"] == {"allow_random_vgg": True, "iters": 1} and rec["config"]["iters"] == 1
+    assert rec["method_info"]["vgg_weights"] == "random (allow_random_vgg)"
+    assert "`allow_random_vgg=true, iters=1`" in (out / "report" / "report.md").read_text()

@@ -43,9 +43,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from ..cli import parse_overrides
-    from ..config import load_config_file, resolve_config
+    from ..config import load_config_file
     from .jobs import parse_shard
-    from .runner import DataRef, plan_jobs, run_plan
+    from .runner import DataRef, check_overrides, plan_jobs, run_plan
 
     embedded = args.dataset is None
     datasets = [DEFAULT_DATASET] if embedded else [d.strip() for d in args.dataset.split(",") if d.strip()]
@@ -55,7 +55,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.config:
         overrides.update(load_config_file(args.config))
     overrides.update(parse_overrides(args.set))
-    resolve_config(args.preset, overrides)  # a bad preset or key fails before any work
+    check_overrides(methods, args.preset, overrides)  # a bad preset or key fails before any work
     if args.ray:
         from .ray_runner import require_ray
 
@@ -125,7 +125,9 @@ def add_commands(sub) -> None:
     p.add_argument("--seeds", help="seeds, e.g. 0 (default) or 0-4")
     p.add_argument("--preset", default="quick", help="paper | quick | tiny (default quick)")
     p.add_argument("--config", help="YAML/JSON file of detector config overrides")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="detector config override, repeatable")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="detector config override (self-supervised methods), or METHOD.KEY=VALUE for one "
+                        "method's option, e.g. deepgeo.steps=100; repeatable")
     p.add_argument("--data-root", help="dataset folder or file (default $FGAD_DATA_DIR/<dataset>)")
     p.add_argument("--data-option", action="append", metavar="KEY=VALUE", help="dataset option, e.g. size=32")
     p.add_argument("--download", action="store_true", help="download the dataset first (where allowed)")

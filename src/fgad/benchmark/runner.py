@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import ConfigError
 from ..fileio import atomic_write_text
 from .jobs import Job, parse_classes, parse_seeds, shard
 from ..provenance import git_revision, versions
@@ -58,10 +59,34 @@ class Plan:
 
 
 def method_overrides(method: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """The detector config overrides that apply to ``method`` (only Detector-based methods take them)."""
+    """The overrides that apply to ``method``: plain keys are detector config keys (for the
+    Detector-based methods only); ``METHOD.key`` keys are options of that one method."""
     from ..methods import TASK_SETS
 
-    return dict(overrides or {}) if method in TASK_SETS else {}
+    overrides = overrides or {}
+    out = {k: v for k, v in overrides.items() if "." not in k} if method in TASK_SETS else {}
+    prefix = method + "."
+    out.update({k[len(prefix):]: v for k, v in overrides.items() if k.startswith(prefix)})
+    return out
+
+
+def check_overrides(methods: list[str], preset: str, overrides: dict[str, Any]) -> None:
+    """Fail before any work on an override no selected method takes or accepts."""
+    from ..config import resolve_config
+    from ..methods import TASK_SETS, create_method
+
+    resolve_config(preset, {k: v for k, v in overrides.items() if "." not in k})
+    for key in overrides:
+        if "." in key and key.split(".", 1)[0] not in methods:
+            raise ConfigError(f"--set {key}: {key.split('.', 1)[0]!r} is not among the methods run "
+                              f"({', '.join(methods)})")
+    for m in methods:
+        if not any(k.startswith(m + ".") for k in overrides):
+            continue
+        if m in TASK_SETS:
+            resolve_config(preset, method_overrides(m, overrides))
+        else:
+            create_method(m, preset=preset, seed=0, **method_overrides(m, overrides))  # checks its options
 
 
 def plan_jobs(datasets: list[DataRef], methods: list[str], classes: str | None, seeds: str | None, preset: str,
