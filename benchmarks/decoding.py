@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Image-file decoding speed: one thread against the thread pool of ``fgad.imageio``.
+"""Image-file decoding speed: one thread against the thread pool of ``fgad.io.imageio``.
 
 Writes N JPEG files (random pixels, or the images of an ``.npz`` given with ``--npz``) to a
 temporary folder, then reads them back twice each way (the best time counts):
@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from fgad.data.base import read_files
-from fgad.imageio import read_images
+from fgad.io.imageio import read_images
 
 
 def write_files(folder: Path, n: int, side: int, npz: str | None) -> list[Path]:

@@ -3,7 +3,7 @@
 Trains a quick detector on one class of an ``.npz`` (x_train/y_train/x_test/y_test), pastes one
 patch into each of ``--n`` held-out test images of that class (from another image of the set, or
 noise; at a random or a cell-centred location), and counts how often the argmax cell of the
-jigsaw occlusion heat map (:func:`fgad.explain.heatmap`) overlaps the patch. Chance = the hit
+jigsaw occlusion heat map (:func:`fgad.tools.explain.heatmap`) overlaps the patch. Chance = the hit
 rate of a uniformly random cell.
 
     python benchmarks/localisation.py --npz shared/data/mnist.npz --class 3 --steps 300 --n 200
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import fgad
-    from fgad.explain import localisation_hit_rate
+    from fgad.tools.explain import localisation_hit_rate
 
     if args.threads:
         torch.set_num_threads(args.threads)

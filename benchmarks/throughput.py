@@ -3,10 +3,10 @@
 
 Measures, on one device, with the library's own code paths:
 
-- training: ``fgad.training.train_step`` (the step the training loop runs: views of the batch
+- training: ``fgad.core.training.train_step`` (the step the training loop runs: views of the batch
   built on the device, forward, loss, backward, SGD), step statistics read every
   ``training.SYNC_EVERY`` steps as the loop does; views/s and source images/s;
-- the pretext transformations alone (``fgad.training.step_views`` on one batch);
+- the pretext transformations alone (``fgad.core.training.step_views`` on one batch);
 - scoring: ``Detector.score_tasks`` (uint8 images → all views → softmax sums) in test images/s;
 - the model FLOPs per view (``torch.utils.flop_counter.FlopCounterMode``: convolutions and dense
   layers, forward, and forward + backward), hence the achieved FLOP/s;
@@ -38,9 +38,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from fgad import training
-from fgad.config import PRESETS, score_batch_size
-from fgad.detector import Detector, resolve_device
+from fgad.core import training
+from fgad.core.config import PRESETS, score_batch_size
+from fgad.core.detector import Detector, resolve_device
 
 
 # ------------------------------------------------------------------------------ timing
@@ -168,7 +168,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     n_train = b * 4
     images = rng.integers(0, 256, (n_train, cfg.image_size, cfg.image_size, args.channels), dtype=np.uint8)
-    from fgad.preprocess import to_tensor
+    from fgad.io.preprocess import to_tensor
 
     x = to_tensor(images, cfg.image_size, device)
     labels = {n: t.labels().to(device) for n, t in tasks.items()}

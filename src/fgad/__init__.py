@@ -13,7 +13,7 @@ __all__ = ["Detector", "FgadError", "InputError", "ConfigError", "ModelFileError
 def __getattr__(name):
     # Imported lazily: fgad.metrics, fgad.data and fgad.report must not pay for loading torch.
     if name == "Detector":
-        from .detector import Detector
+        from .core.detector import Detector
 
         return Detector
     raise AttributeError(f"module 'fgad' has no attribute {name!r}")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from fgad.scoring import fuse, true_class_probability_sum
+from fgad.core.scoring import fuse, true_class_probability_sum
 
 
 def log_weights(*rows):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-import fgad.training as training
+import fgad.core.training as training
 from fgad import Detector, ModelFileError
-from fgad.config import resolve_config
-from fgad.training import batch_indices, cosine_lr, task_loss, total_steps
+from fgad.core.config import resolve_config
+from fgad.core.training import batch_indices, cosine_lr, task_loss, total_steps
 
 RUN = dict(preset="tiny", device="cpu", steps=6, checkpoint_every=2, image_size=16, batch_size=3)
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fgad.errors import ImageReadError
-from fgad.imageio import PARALLEL_MIN_FILES, read_images
+from fgad.io.imageio import PARALLEL_MIN_FILES, read_images
 
 
 @pytest.fixture()

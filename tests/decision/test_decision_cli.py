@@ -120,7 +120,7 @@ def test_calibrate_not_a_model(tmp_path, npz, capsys):
 
 def test_export_round_trip(model, npz, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
-    from fgad.export import preprocess
+    from fgad.tools.export import preprocess
 
     out = tmp_path / "m.onnx"
     assert main(["export", str(model), "--format", "onnx", "--out", str(out), "--verify"]) == 0

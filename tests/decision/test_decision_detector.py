@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fgad import Detector
-from fgad.decision import DECISION_KEYS, threshold_at_fpr, threshold_from_labels
+from fgad.tools.decision import DECISION_KEYS, threshold_at_fpr, threshold_from_labels
 from fgad.errors import InputError, ModelFileError
 
 from decision_helpers import random_uint8

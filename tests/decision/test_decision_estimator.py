@@ -1,6 +1,6 @@
 """FgadOutlierDetector: scikit-learn's common checks where they apply, their image versions elsewhere.
 
-See the docstring of ``fgad.estimator`` for which checks fail by design and why.
+See the docstring of ``fgad.integrations.sklearn_estimator`` for which checks fail by design and why.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from sklearn.utils.validation import check_is_fitted
 
 from fgad.errors import InputError
-from fgad.estimator import EXPECTED_FAILED_CHECKS, FgadOutlierDetector
+from fgad.integrations.sklearn_estimator import EXPECTED_FAILED_CHECKS, FgadOutlierDetector
 
 from decision_helpers import random_uint8
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from fgad import Detector
-from fgad.export import export_onnx, export_views, preprocess, sidecar_path
-from fgad.preprocess import as_image_array, to_tensor
+from fgad.tools.export import export_onnx, export_views, preprocess, sidecar_path
+from fgad.io.preprocess import as_image_array, to_tensor
 from fgad.tasks import build_task
 
 from decision_helpers import random_uint8
@@ -100,7 +100,7 @@ def test_larger_images_are_resized_outside_the_graph(tmp_path):
 
 def test_preprocess_checks_the_image_shape(grey_detector):
     from fgad.errors import InputError
-    from fgad.export import preprocessing_spec
+    from fgad.tools.export import preprocessing_spec
 
     with pytest.raises(InputError, match="takes 28x28x1 images"):
         preprocess(random_uint8(2, 32, 32), {"preprocessing": preprocessing_spec(grey_detector)})
@@ -119,7 +119,7 @@ def test_unfitted_and_low_opset_are_refused(grey_detector, tmp_path):
 def test_missing_onnx_is_one_clear_error(grey_detector, tmp_path, monkeypatch):
     import sys
 
-    from fgad.export import MissingDependencyError
+    from fgad.tools.export import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(MissingDependencyError, match=r"pip install onnx \(or pip install 'fgad\[export\]'\)"):

@@ -1,4 +1,4 @@
-"""Threshold rules of fgad.decision against hand-computed cases, brute force and synthetic data."""
+"""Threshold rules of fgad.tools.decision against hand-computed cases, brute force and synthetic data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fgad import metrics
-from fgad.decision import DECISION_KEYS, decide, threshold_at_fpr, threshold_from_labels
+from fgad.tools.decision import DECISION_KEYS, decide, threshold_at_fpr, threshold_from_labels
 from fgad.errors import InputError
 
 # ------------------------------------------------------------------------ hand-computed: normal only

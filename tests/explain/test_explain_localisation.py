@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import fgad
-from fgad.explain import (boxes_overlap, cell_boxes, cell_index_map, heatmap, localisation_hit_rate, paste_patch,
+from fgad.tools.explain import (boxes_overlap, cell_boxes, cell_index_map, heatmap, localisation_hit_rate, paste_patch,
                           upsample_heatmap)
 
 # Network geometry of a 28×28 image padded to 32×32 (2 px each side), 3×3 jigsaw, margin 2:

@@ -12,7 +12,7 @@ from fgad.methods import create_method
 from fgad.methods.deepsad import CENTER_EPS, DeepSAD, DeepSVDD, n_known_classes, n_labelled_anomalies
 from fgad.nets.lenet import (BiasFreeWRN, Cifar10LeNet, Cifar10LeNetDecoder, MnistLeNet, MnistLeNetDecoder,
                              build_deepsad_nets)
-from fgad.preprocess import as_image_array
+from fgad.io.preprocess import as_image_array
 
 
 @pytest.mark.parametrize("enc,dec,shape,rep", [

@@ -2,7 +2,7 @@
 
 Equality design: with dropout off, a 2-process run must give the weights (and batch-norm running
 statistics) of a 1-process run of the same global batch up to float rounding. Both runs use the
-global batch-norm formula of ``fgad.distributed`` (the 1-process reference runs in a world of
+global batch-norm formula of ``fgad.integrations.distributed`` (the 1-process reference runs in a world of
 one, in this process), so they differ only in the order of float sums: 1e-5 is a tight bound.
 torch's own batch-norm kernel rounds differently (about 1e-5 per step, amplified by training), so
 against a plain ``Detector.fit`` the bound is looser; it is checked too, as a sanity check.
@@ -21,9 +21,9 @@ import torch
 import torch.distributed as dist
 
 from fgad import Detector
-from fgad.distributed import GlobalBatchNorm2d, fit_distributed, train_ddp
-from fgad.seeding import seed_everything
-from fgad.training import rank_share
+from fgad.integrations.distributed import GlobalBatchNorm2d, fit_distributed, train_ddp
+from fgad.core.seeding import seed_everything
+from fgad.core.training import rank_share
 
 from perf_helpers import class_images, free_port
 
@@ -94,7 +94,7 @@ def test_torchrun_with_dropout_keeps_replicas_equal_and_learns(tmp_path):
     np.savez(tmp_path / "normal.npz", x_train=images)
     out, ckpt = tmp_path / "model", tmp_path / "ckpt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "fgad.distributed", str(tmp_path / "normal.npz"), "--out", str(out), "--preset", "tiny",
+           "-m", "fgad.integrations.distributed", str(tmp_path / "normal.npz"), "--out", str(out), "--preset", "tiny",
            "--device", "cpu", "--checkpoint-dir", str(ckpt), "--quiet", "--no-sync-bn",
            "--set", "steps=20", "--set", "image_size=16", "--set", "batch_size=4", "--set", "checkpoint_every=8"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -110,7 +110,7 @@ def test_torchrun_with_dropout_keeps_replicas_equal_and_learns(tmp_path):
 
 
 def test_torchrun_entry_refuses_to_run_without_torchrun(tmp_path, monkeypatch, capsys):
-    from fgad.distributed import main
+    from fgad.integrations.distributed import main
 
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)

@@ -11,7 +11,7 @@ ray = pytest.importorskip("ray")
 
 from fgad.benchmark.records import is_done, record_path  # noqa: E402
 from fgad.benchmark.runner import DataRef, Plan, plan_jobs, run_plan  # noqa: E402
-from fgad.benchmark.ray_runner import run_plan_ray  # noqa: E402
+from fgad.integrations.ray_runner import run_plan_ray  # noqa: E402
 from fgad.cli import main  # noqa: E402
 from fgad.report.records import validate_record  # noqa: E402
 

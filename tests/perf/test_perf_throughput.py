@@ -74,7 +74,7 @@ def test_throughput_script_measures_and_writes_json(throughput, tmp_path, capsys
 
 
 def test_quick_preset_shortcut_takes_the_presets_network(throughput):
-    from fgad.config import PRESETS
+    from fgad.core.config import PRESETS
 
     args = throughput.build_parser().parse_args(["--preset", "quick", "--device", "cpu", "--no-peak"])
     det, cfg, _ = throughput.build(args)

@@ -12,7 +12,7 @@ import torch
 
 from fgad import Detector
 from fgad.cli import main
-from fgad.fileio import OutputError, atomic_directory, atomic_write_bytes, atomic_write_json
+from fgad.io.fileio import OutputError, atomic_directory, atomic_write_bytes, atomic_write_json
 
 
 def _disk_full(*_args, **_kwargs):

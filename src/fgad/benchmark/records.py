@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_json
+from ..io.fileio import atomic_write_json
 from .jobs import Job
 
 RECORD_VERSION = 1

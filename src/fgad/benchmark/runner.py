@@ -21,9 +21,9 @@ from typing import Any, Callable
 import torch
 
 from ..errors import ConfigError
-from ..fileio import atomic_write_text
+from ..io.fileio import atomic_write_text
 from .jobs import Job, parse_classes, parse_seeds, shard
-from ..provenance import git_revision, versions
+from ..io.provenance import git_revision, versions
 from .records import RECORD_VERSION, is_done, record_path, write_record
 
 
@@ -72,7 +72,7 @@ def method_overrides(method: str, overrides: dict[str, Any] | None) -> dict[str,
 
 def check_overrides(methods: list[str], preset: str, overrides: dict[str, Any]) -> None:
     """Fail before any work on an override no selected method takes or accepts."""
-    from ..config import resolve_config
+    from ..core.config import resolve_config
     from ..methods import TASK_SETS, create_method
 
     resolve_config(preset, {k: v for k, v in overrides.items() if "." not in k})
@@ -123,7 +123,7 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
     from ..data import one_vs_all
     from ..methods import TASK_SETS, create_method
     from ..metrics import auroc, evaluate
-    from ..scoring import fuse
+    from ..core.scoring import fuse
 
     t_start = time.perf_counter()
     ds = ref.load()

@@ -5,8 +5,8 @@
 >>> x_train, x_test, y_anomaly = one_vs_all(ds, "DejaVuSans")
 
 Every dataset is one module here and one entry in :data:`fgad.data.registry.DATASETS`. This
-package imports nothing from fgad but :mod:`fgad.errors`, :mod:`fgad.imageio` and
-:mod:`fgad.fileio`, and never imports torch.
+package imports nothing from fgad but :mod:`fgad.errors`, :mod:`fgad.io.imageio` and
+:mod:`fgad.io.fileio`, and never imports torch.
 """
 
 from .antispoof import leave_one_attack_out

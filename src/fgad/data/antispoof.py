@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..imageio import list_images
+from ..io.imageio import list_images
 from .base import (
     Adapter,
     ImageDataset,

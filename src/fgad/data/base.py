@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DatasetNotFoundError, ImageReadError, InputError
-from ..imageio import map_files, read_images
+from ..io.imageio import map_files, read_images
 
 
 @dataclass
@@ -269,13 +269,13 @@ def read_files(
     desc: str = "reading images",
     workers: int | None = None,
 ) -> tuple[np.ndarray, list[int], list[Path]]:
-    """Decode image files with :mod:`fgad.imageio`; returns (images, indices kept, paths skipped).
+    """Decode image files with :mod:`fgad.io.imageio`; returns (images, indices kept, paths skipped).
 
-    Without ``size`` all files are read in one :func:`fgad.imageio.read_images` call, so mixed
+    Without ``size`` all files are read in one :func:`fgad.io.imageio.read_images` call, so mixed
     sizes are an error naming the file. With ``size`` each file is decoded and resized at once
     (memory stays small for big photos), with a progress bar; grey files become RGB when any
     file is colour, unless ``mode`` forces ``"L"`` or ``"RGB"``. ``workers``: decoding threads
-    (:func:`fgad.imageio.map_files`; default: by the number of files and CPUs).
+    (:func:`fgad.io.imageio.map_files`; default: by the number of files and CPUs).
     """
     paths = list(paths)
     if not paths:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import FgadError, InputError
-from ..fileio import OutputError, _fsync_dir
+from ..io.fileio import OutputError, _fsync_dir
 
 
 class DownloadError(FgadError, OSError):

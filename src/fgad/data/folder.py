@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetNotFoundError, InputError
-from ..imageio import list_images
+from ..io.imageio import list_images
 from .base import (
     Adapter,
     ImageDataset,

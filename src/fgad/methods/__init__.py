@@ -25,7 +25,7 @@ class Method:
 
 
 def _detector_load(path, **kw):
-    from ..detector import Detector
+    from ..core.detector import Detector
 
     return Detector.load(path, **kw)
 

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from ..errors import ConfigError, InputError, ModelFileError
-from ..fileio import atomic_directory
-from ..preprocess import as_image_array, check_image_shape
-from ..provenance import versions  # noqa: F401  (used by the methods as C.versions)
-from ..safeload import load_state_checked  # noqa: F401  (used by the methods)
-from ..safeload import read_safetensors as read_tensors
+from ..io.fileio import atomic_directory
+from ..io.preprocess import as_image_array, check_image_shape
+from ..io.provenance import versions  # noqa: F401  (used by the methods as C.versions)
+from ..io.safeload import load_state_checked  # noqa: F401  (used by the methods)
+from ..io.safeload import read_safetensors as read_tensors
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -120,7 +120,7 @@ def check_positive(method: str, cfg: Any, *names: str, allow_zero: bool = False)
 
 # ------------------------------------------------------------------------------------ inputs
 def device_of(name: str) -> torch.device:
-    from ..detector import resolve_device
+    from ..core.detector import resolve_device
 
     return resolve_device(name)
 

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError, ModelFileError
-from ..preprocess import as_image_array
-from ..seeding import seed_everything
+from ..io.preprocess import as_image_array
+from ..core.seeding import seed_everything
 from . import _common as C
 
 
@@ -121,7 +121,7 @@ class _Classical:
             return x_np.reshape(len(x_np), -1).astype(np.float64) / 255.0
         det = self._backbone()
         x_np = det._check_input(x_np)
-        from ..preprocess import to_tensor
+        from ..io.preprocess import to_tensor
 
         device = self.device
         det.net.to(device).eval()
@@ -134,7 +134,7 @@ class _Classical:
 
     def _backbone(self):
         if self._extractor is None:
-            from ..detector import Detector
+            from ..core.detector import Detector
 
             folder = Path(self.config.features[4:]).expanduser()
             try:

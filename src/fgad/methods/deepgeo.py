@@ -51,8 +51,8 @@ from torch import nn
 
 from ..errors import ConfigError, InputError, ModelFileError
 from ..nets import WideResNet
-from ..preprocess import as_image_array, to_tensor
-from ..seeding import generator, seed_everything
+from ..io.preprocess import as_image_array, to_tensor
+from ..core.seeding import generator, seed_everything
 from ..tasks import build_task
 from ..tasks.geometric import all_rotations, shifted_grid
 from . import _common as C

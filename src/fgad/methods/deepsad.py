@@ -57,8 +57,8 @@ from torch import nn
 
 from ..errors import ConfigError, InputError, ModelFileError
 from ..nets.lenet import AutoEncoder, build_deepsad_nets
-from ..preprocess import as_image_array, to_tensor
-from ..seeding import derive_seed, generator, seed_everything
+from ..io.preprocess import as_image_array, to_tensor
+from ..core.seeding import derive_seed, generator, seed_everything
 from . import _common as C
 
 EPS = 1e-6

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError, ModelFileError
-from ..fileio import atomic_directory
-from ..preprocess import as_image_array
+from ..io.fileio import atomic_directory
+from ..io.preprocess import as_image_array
 
 
 class MeanDistance:

@@ -61,8 +61,8 @@ from torch import nn
 from ..errors import ConfigError, InputError, ModelFileError
 from ..nets.piad_nets import Encoder, Generator, LatentDiscriminator
 from ..nets.vgg import LAYER_INDEX, VGG19Features, load_vgg19_weights, vgg_state_for
-from ..preprocess import as_image_array, to_tensor
-from ..seeding import derive_seed, generator, seed_everything
+from ..io.preprocess import as_image_array, to_tensor
+from ..core.seeding import derive_seed, generator, seed_everything
 from . import _common as C
 
 VGG_ENV = "FGAD_VGG19_WEIGHTS"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..detector import Detector
+from ..core.detector import Detector
 
 TASK_SETS = {
     "ours": ("geometric", "jigsaw"),

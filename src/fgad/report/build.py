@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import metrics as M
 from ..errors import InputError
-from ..fileio import atomic_write_text
+from ..io.fileio import atomic_write_text
 from .fusion import fusion_table, record_fusion
 from .names import dataset_display_name, method_display_name, safe_file_stem
 from .plots import plot_roc

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import metrics as M
-from ..fileio import atomic_write_bytes
+from ..io.fileio import atomic_write_bytes
 
 __all__ = ["plot_roc"]
 

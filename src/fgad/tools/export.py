@@ -1,6 +1,6 @@
 """ONNX export of a fitted :class:`~fgad.Detector`: views, network, scoring and fusion in one graph.
 
-    >>> from fgad.export import export_onnx, preprocess
+    >>> from fgad.tools.export import export_onnx, preprocess
     >>> export_onnx(det, "model.onnx")            # writes model.onnx and model.onnx.json
     >>> import onnxruntime as ort
     >>> sess = ort.InferenceSession("model.onnx")
@@ -28,7 +28,7 @@ not fix): pixels ``p`` (uint8) become ``2 * p / 255 - 1``; channels first; an im
 S is padded to S×S with −1 (black), centred, the extra pixel of an odd difference at the bottom /
 right (28×28 → 2 pixels on every side of 32×32); a larger one is resized to S×S with PyTorch's
 antialiased bilinear interpolation. :func:`preprocess` does this (NumPy only for padding; the
-resize case calls :func:`fgad.preprocess.to_tensor`). The sidecar ``<file>.json`` records all of
+resize case calls :func:`fgad.io.preprocess.to_tensor`). The sidecar ``<file>.json`` records all of
 it, the tasks, the fusion and the decision threshold if the model was calibrated
 (``anomaly_score >= threshold`` means anomalous).
 
@@ -51,8 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import FgadError, InputError
-from .fileio import atomic_write_bytes, atomic_write_json
+from ..errors import FgadError, InputError
+from ..io.fileio import atomic_write_bytes, atomic_write_json
 
 __all__ = ["export_onnx", "preprocess", "sidecar_path", "ExportGraph", "OPSET", "MissingDependencyError"]
 
@@ -89,7 +89,7 @@ def sidecar_path(onnx_path: str | Path) -> Path:
 
 def _shifted_grid(x: torch.Tensor, fraction: float, c: int, h: int, w: int) -> torch.Tensor:
     """:func:`fgad.tasks.geometric.shifted_grid` with static sizes: B×C×H×W → B×9×C×H×W."""
-    from .tasks.geometric import SHIFT_SIGNS, shift_amount
+    from ..tasks.geometric import SHIFT_SIGNS, shift_amount
 
     tv, th = shift_amount(h, fraction), shift_amount(w, fraction)
     padded = F.pad(x, (th, th, tv, tv), mode="reflect")
@@ -136,7 +136,7 @@ def export_views(task: Any, x: torch.Tensor, c: int, h: int, w: int) -> torch.Te
     """A task's test views, B×V×C×H×W, equal to ``task.views(x, train=False)``, built with
     static sizes and operations the ONNX exporter handles (pad, slice, transpose, flip, concat).
     """
-    from .tasks import Geom72Task, GeometricTask, JigsawTask, RotationTask, TranslationTask
+    from ..tasks import Geom72Task, GeometricTask, JigsawTask, RotationTask, TranslationTask
 
     if isinstance(task, JigsawTask):
         return jigsaw_test_views(task, x, h, w)
@@ -228,7 +228,7 @@ def preprocess(images: Any, spec: dict[str, Any] | str | Path) -> np.ndarray:
     ``spec``: the sidecar dict, its path, or its ``"preprocessing"`` entry. Padding (the usual
     case, e.g. 28×28 → 32×32) is NumPy only; the resize case needs torch.
     """
-    from .preprocess import as_image_array
+    from ..io.preprocess import as_image_array
 
     if isinstance(spec, (str, Path)):
         spec = json.loads(Path(spec).read_text(encoding="utf-8"))
@@ -238,7 +238,7 @@ def preprocess(images: Any, spec: dict[str, Any] | str | Path) -> np.ndarray:
     if x.shape[1:] != (h, w, c):
         raise InputError(f"images: the model takes {h}x{w}x{c} images, got {x.shape[1]}x{x.shape[2]}x{x.shape[3]}")
     if "resize" in spec:
-        from .preprocess import to_tensor
+        from ..io.preprocess import to_tensor
 
         return to_tensor(x, spec["image_size"]).numpy().astype(np.float32)
     out = x.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
@@ -288,7 +288,7 @@ def export_onnx(det: Any, path: str | Path, *, opset: int = OPSET, check: bool =
     data = buf.getvalue()
     if check:
         onnx.checker.check_model(onnx.load_from_string(data))
-    from .detector import versions
+    from ..core.detector import versions
 
     meta = {
         "format": "fgad-onnx",

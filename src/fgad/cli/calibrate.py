@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, ModelFileError
+from ..errors import InputError, ModelFileError
 
 
 def write_decision(model_dir: str | Path, decision: dict[str, Any] | None) -> None:
     """Set (or, with ``None``, remove) the ``decision`` entry of a saved model's config.json."""
-    from .detector import CONFIG_FILE
-    from .fileio import atomic_write_json
+    from ..core.detector import CONFIG_FILE
+    from ..io.fileio import atomic_write_json
 
     path = Path(model_dir) / CONFIG_FILE
     try:
@@ -51,9 +51,9 @@ def describe(decision: dict[str, Any]) -> str:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .decision import RULES
-    from .detector import Detector
-    from .inputs import load_images
+    from ..tools.decision import RULES
+    from ..core.detector import Detector
+    from ..io.inputs import load_images
 
     args.target_fpr = _rate(args.target_fpr, "--target-fpr")
     args.target = _rate(args.target, "--target")

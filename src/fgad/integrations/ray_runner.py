@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from .jobs import Job
-from .runner import DataRef, Plan, _note_failure, run_job
+from ..benchmark.jobs import Job
+from ..benchmark.runner import DataRef, Plan, _note_failure, run_job
 
 
 def require_ray():

@@ -13,7 +13,7 @@ import numpy as np
 def versions() -> dict[str, str]:
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     return {"fgad": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}

@@ -1,7 +1,7 @@
 """``fgad export MODEL --format onnx --out model.onnx``: a saved model as an ONNX graph.
 
 Writes ``model.onnx`` and its sidecar ``model.onnx.json`` (preprocessing, tasks, fusion, the
-threshold if calibrated); see :mod:`fgad.export`. Needs the ``onnx`` package
+threshold if calibrated); see :mod:`fgad.tools.export`. Needs the ``onnx`` package
 (``pip install 'fgad[export]'``); without it the command says so in one line and exits with 2.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 FORMATS = ("onnx",)
 
@@ -18,7 +18,7 @@ FORMATS = ("onnx",)
 def cmd_export(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:
         raise InputError(f"unknown --format {args.format!r}; known: {', '.join(FORMATS)}")
-    from .export import OPSET, require
+    from ..tools.export import OPSET, require
 
     require("onnx")  # before loading the model: say what to install first
     ort = require("onnxruntime") if args.verify else None
@@ -29,15 +29,15 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise InputError(f"--opset expects an integer >= 17, got {args.opset!r}") from None
     else:
         opset = OPSET
-    from .detector import Detector
-    from .export import export_onnx, sidecar_path
+    from ..core.detector import Detector
+    from ..tools.export import export_onnx, sidecar_path
 
     det = Detector.load(args.model, device="cpu")
     meta = export_onnx(det, args.out, opset=opset)
     if args.verify:
         import numpy as np
 
-        from .export import preprocess
+        from ..tools.export import preprocess
 
         rng = np.random.default_rng(0)
         h, w, c = det.input_shape

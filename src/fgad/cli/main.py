@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import ConfigError, FgadError
+from ..errors import ConfigError, FgadError
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from .config import load_config_file
+    from ..core.config import load_config_file
 
     overrides: dict[str, Any] = {}
     if getattr(args, "config", None):
@@ -57,7 +57,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_writable_parent(path: str) -> None:
-    from .fileio import OutputError
+    from ..io.fileio import OutputError
 
     parent = Path(path).absolute().parent
     try:
@@ -69,8 +69,8 @@ def check_writable_parent(path: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .detector import Detector
-    from .inputs import load_images
+    from ..core.detector import Detector
+    from ..io.inputs import load_images
 
     overrides = _overrides(args)
     det = Detector(preset=args.preset, **overrides)  # validate the config before reading images
@@ -89,14 +89,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .detector import Detector
-    from .fileio import atomic_write_text
-    from .inputs import load_images
+    from ..core.detector import Detector
+    from ..io.fileio import atomic_write_text
+    from ..io.inputs import load_images
 
     det = Detector.load(args.model, device=args.device)
     fusion = args.fusion or det.config.score_fusion
     if args.decide:  # checked before any image is read or scored
-        from .errors import InputError
+        from ..errors import InputError
 
         if det.decision is None:
             raise InputError(f"{args.model}: the model has no decision threshold; run "
@@ -108,12 +108,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     images, ids, skipped = load_images(args.images, key=args.key, label=args.label,
                                        skip_unreadable=args.skip_unreadable)
     sums = det.score_tasks(images, progress=not args.quiet, conform=args.conform)
-    from .scoring import fuse
+    from ..core.scoring import fuse
 
     scores = -fuse(sums, fusion, det.task_terms)
     decided = None
     if args.decide:
-        from .decision import decide
+        from ..tools.decision import decide
 
         decided = decide(scores, det.decision)
     buf = io.StringIO()
@@ -144,7 +144,7 @@ def _add_image_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
-    """The options of ``fgad train``, shared with ``python -m fgad.distributed``."""
+    """The options of ``fgad train``, shared with ``python -m fgad.integrations.distributed``."""
     p.add_argument("images", help=".npz file or folder of normal images")
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--preset", default="quick", help="paper | quick | tiny (default quick)")
@@ -157,7 +157,7 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(prog="fgad", description="Fine-grained one-class image anomaly detection "
                                      "by multi-task self-supervision. Scores: higher = more anomalous.")
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that contribute subcommands through ``add_commands(subparsers)``.
-COMMAND_MODULES = ("fgad.benchmark.cli", "fgad.decision_cli", "fgad.explain_cli", "fgad.export_cli")
+COMMAND_MODULES = ("fgad.cli.benchmark", "fgad.cli.calibrate", "fgad.cli.explain", "fgad.cli.export")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

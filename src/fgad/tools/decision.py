@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .metrics import _as_1d, _check, _check_rate, _Curve
+from ..errors import InputError
+from ..metrics import _as_1d, _check, _check_rate, _Curve
 
 __all__ = ["threshold_at_fpr", "threshold_from_labels", "calibrate_scores", "decide", "check_decision",
            "DECISION_KEYS", "RULES"]

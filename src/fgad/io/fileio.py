@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import FgadError
+from ..errors import FgadError
 
 
 class OutputError(FgadError, OSError):

@@ -23,15 +23,15 @@ from torch import nn
 from safetensors.torch import save_file
 
 from .config import DetectorConfig, resolve_config, score_batch_size
-from .errors import InputError, ModelFileError
-from .fileio import atomic_directory
-from .nets import MultiTaskNet, WideResNet
-from .preprocess import as_image_array, check_image_shape, conform_images, to_tensor
-from .provenance import git_revision, versions
-from .safeload import load_state_checked, read_safetensors
+from ..errors import InputError, ModelFileError
+from ..io.fileio import atomic_directory
+from ..nets import MultiTaskNet, WideResNet
+from ..io.preprocess import as_image_array, check_image_shape, conform_images, to_tensor
+from ..io.provenance import git_revision, versions
+from ..io.safeload import load_state_checked, read_safetensors
 from .scoring import fuse, true_class_probability_sum
 from .seeding import enable_determinism, seed_everything
-from .tasks import Task, build_task
+from ..tasks import Task, build_task
 from .training import train
 
 WEIGHTS_FILE = "model.safetensors"
@@ -56,8 +56,8 @@ class Detector:
     """Multi-task self-supervised one-class detector (Jézéquel et al. 2021).
 
     Args:
-        preset: ``"paper"``, ``"quick"`` or ``"tiny"`` (see :mod:`fgad.config`).
-        **overrides: any :class:`~fgad.config.DetectorConfig` field, e.g. ``tasks``, ``steps``.
+        preset: ``"paper"``, ``"quick"`` or ``"tiny"`` (see :mod:`fgad.core.config`).
+        **overrides: any :class:`~fgad.core.config.DetectorConfig` field, e.g. ``tasks``, ``steps``.
     """
 
     def __init__(self, preset: str = "quick", **overrides: Any):
@@ -139,7 +139,7 @@ class Detector:
         """Per-task normality sums (eq. 4; higher = more normal), one array of N per task.
 
         Images must have the training images' size and channels; with ``conform=True`` others are
-        converted (grey ↔ colour, see :func:`fgad.preprocess.conform_images`) and resized instead.
+        converted (grey ↔ colour, see :func:`fgad.io.preprocess.conform_images`) and resized instead.
         """
         x_np = self._check_input(images, conform)
         cfg, device = self.config, self.device
@@ -208,15 +208,15 @@ class Detector:
         """Choose the decision threshold on held-out images; store it in ``self.decision``.
 
         - ``normal_images`` only (not the training images: they score too normal): the
-          threshold rejects at most ``target_fpr`` of them (:func:`fgad.decision.threshold_at_fpr`);
+          threshold rejects at most ``target_fpr`` of them (:func:`fgad.tools.decision.threshold_at_fpr`);
         - ``images`` with ``labels`` (1 = anomaly, 0 = normal; ``normal_images``, if also given,
           are added with label 0): ``rule`` ``"bpcer"`` (default, target = ``target_fpr``),
-          ``"apcer"`` or ``"f1"`` (:func:`fgad.decision.threshold_from_labels`).
+          ``"apcer"`` or ``"f1"`` (:func:`fgad.tools.decision.threshold_from_labels`).
 
         The dict returned (threshold, rule, target, counts, achieved rates, fusion) is saved with
         the model; :meth:`predict` applies it: anomalous when the anomaly score >= threshold.
         """
-        from .decision import calibrate_scores, check_calibration_args
+        from ..tools.decision import calibrate_scores, check_calibration_args
 
         fusion = fusion or self.config.score_fusion
         check_calibration_args(fusion, rule, target_fpr, target)  # before any scoring
@@ -233,7 +233,7 @@ class Detector:
 
     def predict(self, images: Any) -> np.ndarray:
         """1 = anomaly (anomaly score >= the calibrated threshold), 0 = normal; int64, one per image."""
-        from .decision import decide
+        from ..tools.decision import decide
 
         if self.decision is None:
             raise InputError("the detector has no decision threshold: call calibrate() with held-out "
@@ -305,7 +305,7 @@ class Detector:
 def _load_decision(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
-    from .decision import check_decision
+    from ..tools.decision import check_decision
 
     try:
         decision = check_decision(value)

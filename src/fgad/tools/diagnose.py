@@ -5,12 +5,12 @@ training, each head's classification accuracy on held-out *normal* images and on
 A good task is learnt on normal images but stays hard on anomalies; a task solved on both
 (translations on fine-grained data) or on neither (an unsolvable task) separates nothing.
 
->>> from fgad.diagnose import diagnose
+>>> from fgad.tools.diagnose import diagnose
 >>> result = diagnose(x_normal_train, x_normal_heldout, x_anomalies,
 ...                   tasks=("rotation", "translation", "jigsaw"), preset="quick", eval_every=50)
 >>> result.write("diagnose/")               # diagnose.csv + diagnose.png
 
-Training is the detector's own loop (:mod:`fgad.training`: same batches, views, dropout seeds,
+Training is the detector's own loop (:mod:`fgad.core.training`: same batches, views, dropout seeds,
 cosine schedule over the whole run, optimiser), with an evaluation every ``eval_every`` steps: the
 final weights equal those of ``Detector(...).fit`` with the same configuration. Accuracy of a
 head = fraction of (image, test-time view) pairs whose argmax is the view's true class.
@@ -30,8 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .config import score_batch_size
-from .errors import ConfigError, InputError
+from ..core.config import score_batch_size
+from ..errors import ConfigError, InputError
 
 __all__ = ["diagnose", "DiagnosisResult", "parse_task_sets", "head_accuracies", "CSV_COLUMNS", "DEFAULT_TASK_SETS"]
 
@@ -41,7 +41,7 @@ DEFAULT_TASK_SETS = ("rotation", "translation", "jigsaw", "geometric+jigsaw")
 
 def parse_task_sets(tasks: str | Sequence[str | Sequence[str]]) -> list[tuple[str, ...]]:
     """``"rotation,translation,geometric+jigsaw"`` or a list of names / ``a+b`` strings / tuples."""
-    from .tasks import list_tasks
+    from ..tasks import list_tasks
 
     if isinstance(tasks, str):
         tasks = [t for t in tasks.split(",") if t.strip()]
@@ -183,7 +183,7 @@ class DiagnosisResult:
 
     def write(self, out_dir: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``diagnose.csv`` and ``diagnose.png`` into ``out_dir`` (atomically)."""
-        from .fileio import atomic_write_bytes, atomic_write_text
+        from ..io.fileio import atomic_write_bytes, atomic_write_text
 
         out = Path(out_dir)
         csv_path, png_path = out / "diagnose.csv", out / "diagnose.png"
@@ -193,7 +193,7 @@ class DiagnosisResult:
 
 
 def _images(images: Any, what: str) -> np.ndarray:
-    from .preprocess import as_image_array
+    from ..io.preprocess import as_image_array
 
     return as_image_array(images, what)
 
@@ -221,10 +221,10 @@ def diagnose(normal_train: Any, normal_heldout: Any, anomalies: Any = None, *,
     """
     from tqdm.auto import tqdm
 
-    from .detector import Detector
-    from .preprocess import to_tensor
-    from .seeding import derive_seed, generator, seed_everything
-    from .training import batch_indices, cosine_lr, make_optimizer, steps_per_epoch, task_loss, total_steps
+    from ..core.detector import Detector
+    from ..io.preprocess import to_tensor
+    from ..core.seeding import derive_seed, generator, seed_everything
+    from ..core.training import batch_indices, cosine_lr, make_optimizer, steps_per_epoch, task_loss, total_steps
 
     sets = parse_task_sets(tasks)
     x_tr = _images(normal_train, "normal training images")
@@ -277,7 +277,7 @@ def diagnose(normal_train: Any, normal_heldout: Any, anomalies: Any = None, *,
         net.train()
         bar = tqdm(total=total, disable=not progress, desc=f"diagnose {set_name}", unit="step", dynamic_ncols=True,
                    file=sys.stderr)
-        for step in range(total):  # the loop of fgad.training.train, plus evaluations
+        for step in range(total):  # the loop of fgad.core.training.train, plus evaluations
             idx = batch_indices(cfg.seed, step, n, cfg.batch_size).to(device)
             xb = x[idx]
             g = generator(cfg.seed, 2, step)

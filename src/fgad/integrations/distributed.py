@@ -10,13 +10,13 @@ as any other seed would. Rank 0 writes the checkpoints and the model.
 
 On one machine, from Python::
 
-    from fgad.distributed import train_ddp
+    from fgad.integrations.distributed import train_ddp
     train_ddp(images, "model/", nprocs=4, preset="paper")     # 4 GPUs, or 4 CPU processes
 
 or with torchrun (one or several machines; a checkpoint folder must be on a shared file system
 to resume)::
 
-    torchrun --nproc_per_node=4 -m fgad.distributed normal.npz --out model/ --preset paper
+    torchrun --nproc_per_node=4 -m fgad.integrations.distributed normal.npz --out model/ --preset paper
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import FgadError, InputError
+from ..errors import FgadError, InputError
 
 
 # ------------------------------------------------------------------------------ batch norm
@@ -146,10 +146,10 @@ def fit_distributed(det, images: Any, *, checkpoint_dir: str | Path | None = Non
                     sync_batchnorm: bool = True, local_rank: int | None = None):
     """:meth:`Detector.fit` on this rank of an initialised process group; returns ``det``
     (fitted, identical on every rank)."""
-    from .detector import versions
-    from .preprocess import as_image_array, to_tensor
-    from .seeding import seed_everything
-    from .training import train
+    from ..core.detector import versions
+    from ..io.preprocess import as_image_array, to_tensor
+    from ..core.seeding import seed_everything
+    from ..core.training import train
 
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("fit_distributed needs an initialised torch.distributed process group")
@@ -234,8 +234,8 @@ def train_ddp(images: Any, out: str | Path, *, nprocs: int = 2, preset: str = "q
     """
     import torch.multiprocessing as mp
 
-    from .detector import Detector
-    from .preprocess import as_image_array
+    from ..core.detector import Detector
+    from ..io.preprocess import as_image_array
 
     if nprocs < 1:
         raise InputError(f"nprocs must be >= 1, got {nprocs}")
@@ -253,10 +253,10 @@ def train_ddp(images: Any, out: str | Path, *, nprocs: int = 2, preset: str = "q
 
 # ------------------------------------------------------------------------------ torchrun entry
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fgad.distributed",
+    p = argparse.ArgumentParser(prog="python -m fgad.integrations.distributed",
                                 description="Data-parallel training of an fgad detector; run it with torchrun, e.g. "
-                                            "torchrun --nproc_per_node=4 -m fgad.distributed IMAGES --out MODEL")
-    from .cli import add_training_args
+                                            "torchrun --nproc_per_node=4 -m fgad.integrations.distributed IMAGES --out MODEL")
+    from ..cli.main import add_training_args
 
     add_training_args(p)  # as fgad train; rank 0 writes the model and the checkpoints
     p.add_argument("--key", help="array name inside an .npz file (default x_train)")
@@ -267,14 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import _overrides
-    from .detector import Detector
-    from .inputs import load_images
+    from ..cli.main import _overrides
+    from ..core.detector import Detector
+    from ..io.inputs import load_images
 
     args = build_parser().parse_args(argv)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        print("fgad.distributed: error: start it with torchrun (e.g. torchrun --nproc_per_node=2 -m "
-              "fgad.distributed ...), or call fgad.distributed.train_ddp", file=sys.stderr)
+        print("fgad.integrations.distributed: error: start it with torchrun (e.g. torchrun --nproc_per_node=2 -m "
+              "fgad.integrations.distributed ...), or call fgad.integrations.distributed.train_ddp", file=sys.stderr)
         return 2
     try:
         det = Detector(preset=args.preset, **_overrides(args))
@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         device = rank_device(det.config.device, local_rank)
     except FgadError as exc:
-        print(f"fgad.distributed: error: {exc}", file=sys.stderr)
+        print(f"fgad.integrations.distributed: error: {exc}", file=sys.stderr)
         return 2
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))

@@ -24,7 +24,7 @@ DEFAULT_OVERRIDES: dict[str, Any] = {"steps": 150}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..config import PRESET_NOTES, PRESETS
+    from ..core.config import PRESET_NOTES, PRESETS
     from ..data import DATASETS
     from ..methods import METHODS
 
@@ -42,10 +42,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from ..cli import parse_overrides
-    from ..config import load_config_file
-    from .jobs import parse_shard
-    from .runner import DataRef, check_overrides, plan_jobs, run_plan
+    from .main import parse_overrides
+    from ..core.config import load_config_file
+    from ..benchmark.jobs import parse_shard
+    from ..benchmark.runner import DataRef, check_overrides, plan_jobs, run_plan
 
     embedded = args.dataset is None
     datasets = [DEFAULT_DATASET] if embedded else [d.strip() for d in args.dataset.split(",") if d.strip()]
@@ -57,7 +57,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     overrides.update(parse_overrides(args.set))
     check_overrides(methods, args.preset, overrides)  # a bad preset or key fails before any work
     if args.ray:
-        from .ray_runner import require_ray
+        from ..integrations.ray_runner import require_ray
 
         require_ray()  # Ray missing fails before any work
     options = parse_overrides(args.data_option)
@@ -73,7 +73,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     if args.ray:
-        from .ray_runner import run_plan_ray
+        from ..integrations.ray_runner import run_plan_ray
 
         done, failed = run_plan_ray(plan, args.out, overrides, address=args.ray, log=log)
     else:

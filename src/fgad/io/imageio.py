@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from .errors import ImageReadError, InputError
+from ..errors import ImageReadError, InputError
 
 T = TypeVar("T")
 PARALLEL_MIN_FILES = 64  # fewer files are decoded serially: not worth starting threads (not measured)

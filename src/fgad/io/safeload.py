@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

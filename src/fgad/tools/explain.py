@@ -1,7 +1,7 @@
 """Why an image was scored as it was: the score broken down by task and transformation, and a
 coarse heat map of where the jigsaw task stopped recognising the image.
 
->>> from fgad.explain import breakdown, heatmap, explain_image
+>>> from fgad.tools.explain import breakdown, heatmap, explain_image
 >>> parts = breakdown(det, images)        # one JSON-able dict per image
 >>> cells = heatmap(det, images)          # N×n_h×n_w jigsaw occlusion map (higher = more anomalous)
 >>> info = explain_image(det, image)      # both, for one image, plus the map at image resolution
@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import score_batch_size
-from .errors import InputError
-from .preprocess import as_image_array, check_image_shape, to_tensor
+from ..core.config import score_batch_size
+from ..errors import InputError
+from ..io.preprocess import as_image_array, check_image_shape, to_tensor
 
 __all__ = ["breakdown", "heatmap", "explain_image", "explanation_json", "render_explanation", "cell_index_map",
            "cell_boxes", "upsample_heatmap", "format_breakdown", "head_names", "class_names", "paste_patch",
@@ -104,7 +104,7 @@ def _prepare(det, images: Any, what: str = "images to explain") -> np.ndarray:
 
 
 def _device(det) -> torch.device:
-    from .detector import resolve_device
+    from ..core.detector import resolve_device
 
     return resolve_device(det.config.device)
 

@@ -1,4 +1,4 @@
-"""Subcommands ``fgad explain`` and ``fgad diagnose`` (picked up through ``fgad.cli.COMMAND_MODULES``).
+"""Subcommands ``fgad explain`` and ``fgad diagnose`` (picked up through ``fgad.cli.main.COMMAND_MODULES``).
 
     fgad explain MODEL IMAGE [--out PNG] [--json [PATH]]
     fgad diagnose IMAGES --normal-class C --out DIR [--tasks rotation,translation,jigsaw] [--steps N]
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
 # ----------------------------------------------------------------------------------- explain
@@ -29,12 +29,12 @@ def _to_channels(img: np.ndarray, c: int) -> np.ndarray:
 
 def _read_explain_image(args: argparse.Namespace, shape: tuple[int, int, int]) -> tuple[np.ndarray, Path]:
     """One uint8 H×W×C image in the model's channels and size; and the stem of the default outputs."""
-    from .imageio import read_image
+    from ..io.imageio import read_image
 
     path = Path(args.image)
     h, w, c = shape
     if path.suffix.lower() == ".npz":
-        from .inputs import load_images
+        from ..io.inputs import load_images
 
         key = args.key or "x_test"
         images, _, _ = load_images(path, key=key)
@@ -64,9 +64,9 @@ def _read_explain_image(args: argparse.Namespace, shape: tuple[int, int, int]) -
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .detector import Detector
-    from .explain import explain_image, explanation_json, format_breakdown, render_explanation
-    from .fileio import atomic_write_bytes, atomic_write_json
+    from ..core.detector import Detector
+    from ..tools.explain import explain_image, explanation_json, format_breakdown, render_explanation
+    from ..io.fileio import atomic_write_bytes, atomic_write_json
 
     det = Detector.load(args.model, device=args.device)
     img, stem = _read_explain_image(args, det.input_shape)
@@ -97,7 +97,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------- diagnose
 def _load_diagnose_data(args: argparse.Namespace):
-    from .data import load_dataset
+    from ..data import load_dataset
 
     src = Path(args.images)
     if src.suffix.lower() == ".npz" or src.is_file():
@@ -108,10 +108,10 @@ def _load_diagnose_data(args: argparse.Namespace):
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from .cli import parse_overrides
-    from .diagnose import diagnose, parse_task_sets
+    from .main import parse_overrides
+    from ..tools.diagnose import diagnose, parse_task_sets
 
-    from .detector import Detector
+    from ..core.detector import Detector
 
     sets = parse_task_sets(args.tasks)  # validate tasks, preset and overrides before loading data
     overrides = parse_overrides(args.set)

@@ -25,10 +25,10 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .config import DetectorConfig
-from .errors import ModelFileError
-from .fileio import atomic_directory
+from ..errors import ModelFileError
+from ..io.fileio import atomic_directory
 from .seeding import derive_seed, generator
-from .tasks import Task
+from ..tasks import Task
 
 # Keys that change neither the data nor the arithmetic of training: a resume may differ in them.
 _RESUME_FREE_KEYS = {"device", "score_batch_size", "checkpoint_every", "score_fusion", "compile"}
@@ -190,7 +190,7 @@ def _dist_world(distributed: bool) -> tuple[int, int]:
 
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("distributed training needs an initialised torch.distributed process group "
-                           "(use fgad.distributed)")
+                           "(use fgad.integrations.distributed)")
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -203,7 +203,7 @@ def train(net: torch.nn.Module, tasks: dict[str, Task], x: torch.Tensor, cfg: De
     a run that finds one there resumes from it.
 
     With ``distributed=True`` (inside an initialised ``torch.distributed`` process group, see
-    :mod:`fgad.distributed`), ``net`` is wrapped in DistributedDataParallel and every rank trains
+    :mod:`fgad.integrations.distributed`), ``net`` is wrapped in DistributedDataParallel and every rank trains
     on its slice of each step's ``cfg.batch_size`` source images: the global batch is the
     one-process batch. Every rank holds all of ``x``; rank 0 writes the checkpoints and shows
     progress; the log holds the statistics of the whole batch on every rank.

@@ -1,0 +1,7 @@
+"""``python -m fgad.cli``: the same as the ``fgad`` command."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())
