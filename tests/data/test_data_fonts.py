@@ -110,3 +110,15 @@ def test_errors(tmp_path, mpl_font_dir):
         load_dataset("fonts", tmp_path)
     with pytest.raises(ConfigError, match="cannot be downloaded"):
         load_dataset("fonts", download=True)
+
+
+def test_european_charset_gives_hundreds_of_shared_glyphs_per_face():
+    chars = fonts.european_chars()
+    assert "A" in chars and "é" in chars and "Ж" in chars and "λ" in chars
+    assert "\u0301" not in chars and " " not in chars  # no combining marks, no spaces
+    ds = load_dataset("fonts", charset="european", test_fraction=0.25, faces=["DejaVuSans", "STIXGeneral"])
+    # every kept character is covered by both faces; the 16 default faces share 535 of them
+    per_face_train = np.bincount(ds.y_train).tolist()
+    per_face_test = np.bincount(ds.y_test).tolist()
+    assert per_face_train[0] == per_face_train[1] >= 300 and per_face_test[0] == per_face_test[1] >= 100
+    assert ds.info["charset"] == "european"
