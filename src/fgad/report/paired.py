@@ -16,6 +16,8 @@ import numpy as np
 
 __all__ = ["PairedDiff", "paired_difference", "bootstrap_interval"]
 
+TIE = 1e-9  # |A − B| below this (float rounding of equal AUROCs) is a tie, won by neither
+
 
 @dataclass(frozen=True)
 class PairedDiff:
@@ -28,7 +30,7 @@ class PairedDiff:
     high: float
     n_classes: int
     n_pairs: int  # (class, seed) pairs behind the class means
-    wins_a: int  # classes where A − B > 0
+    wins_a: int  # classes where A − B > 0 (beyond TIE)
     wins_b: int  # classes where A − B < 0
     unpaired_classes: int  # classes only one of the two methods ran
 
@@ -65,5 +67,5 @@ def paired_difference(results: dict[tuple[str, object, int], float], method_a: s
     low, high = bootstrap_interval(diffs, n_boot=n_boot, seed=seed)
     all_classes = {c for c, _ in classes_a | classes_b}
     return PairedDiff(method_a, method_b, float(diffs.mean()), low, high, n_classes=len(diffs),
-                      n_pairs=len(both), wins_a=int((diffs > 0).sum()), wins_b=int((diffs < 0).sum()),
+                      n_pairs=len(both), wins_a=int((diffs > TIE).sum()), wins_b=int((diffs < -TIE).sum()),
                       unpaired_classes=len(all_classes) - len(per_class))
