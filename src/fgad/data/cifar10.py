@@ -11,7 +11,8 @@ Folder layout (``<root>`` defaults to ``$FGAD_DATA_DIR/cifar10``)::
 
 ``<root>`` may also be the ``cifar-10-batches-bin`` folder itself. Each record of a ``.bin``
 file is 1 label byte then 3072 pixel bytes (1024 red, 1024 green, 1024 blue, row-major 32×32).
-Images come out 32×32×3 RGB. ``download=True`` fetches the archive and checks its MD5.
+Images come out 32×32×3 RGB. ``download=True`` fetches the archive and checks its size and MD5
+(the CIFAR page publishes only MD5); extraction refuses unsafe members and caps the bytes written.
 """
 
 from __future__ import annotations

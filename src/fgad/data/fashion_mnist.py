@@ -8,7 +8,8 @@ Folder layout (``<root>`` defaults to ``$FGAD_DATA_DIR/fashion-mnist``)::
     ├── t10k-images-idx3-ubyte.gz
     └── t10k-labels-idx1-ubyte.gz
 
-Images are 28×28 grey. ``download=True`` fetches the four files and checks their MD5.
+Images are 28×28 grey. ``download=True`` fetches the four files and checks their size and MD5
+(MD5 only: no SHA-256 is published for them).
 """
 
 from __future__ import annotations

@@ -9,13 +9,16 @@ Folder layout (``<root>`` defaults to ``$FGAD_DATA_DIR/mnist``)::
     └── t10k-labels-idx1-ubyte.gz
 
 Images are 28×28 grey, white digit on black. ``download=True`` fetches the four files and checks
-their MD5. The IDX reader checks the magic number, the type byte and that the file holds exactly
-the bytes its header announces; a corrupt or truncated file is a one-line error.
+their size, their MD5 and the SHA-256 of their decompressed contents. The IDX reader checks the
+magic number, the type byte and that the file holds exactly the bytes its header announces; a
+corrupt or truncated file is a one-line error, and so is a .gz that decompresses to more than
+:data:`MAX_IDX_BYTES`.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from pathlib import Path
 
@@ -33,6 +36,25 @@ FILES = {
 
 CLASS_NAMES = [str(i) for i in range(10)]
 
+# A decompression cap against gzip bombs: the largest MNIST-format file (60,000 images) is 47 MB.
+MAX_IDX_BYTES = 1 << 30
+
+
+def _gunzip(raw: bytes, path: Path) -> bytes:
+    """Decompress ``raw``, refusing content past :data:`MAX_IDX_BYTES` (read at most one byte more)."""
+    chunks, n = [], 0
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as g:
+            # in chunks: one read(MAX_IDX_BYTES + 1) would allocate the whole cap up front
+            while block := g.read(min(1 << 24, MAX_IDX_BYTES + 1 - n)):
+                chunks.append(block)
+                n += len(block)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: corrupt or truncated gzip file ({exc})") from exc
+    if n > MAX_IDX_BYTES:
+        raise InputError(f"{path}: decompresses to more than {MAX_IDX_BYTES} bytes; not an MNIST-format IDX file")
+    return b"".join(chunks)
+
 
 def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
     """Read an IDX file of unsigned bytes (type 0x08), optionally gzipped, to a uint8 array.
@@ -47,10 +69,7 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{path}: corrupt or truncated gzip file ({exc})") from exc
+        raw = _gunzip(raw, path)
     if len(raw) < 4:
         raise InputError(f"{path}: not an IDX file (only {len(raw)} bytes)")
     if raw[0] != 0 or raw[1] != 0:
