@@ -147,10 +147,7 @@ def build(args: argparse.Namespace):
     cfg = det.config
     device = resolve_device(cfg.device)
     det.input_shape = (cfg.image_size, cfg.image_size, args.channels)
-    det._build(args.channels)
-    det.net.to(device)
-    if cfg.channels_last:
-        det.net.to(memory_format=torch.channels_last)
+    det.build_network(args.channels, device=device)
     return det, cfg, device
 
 

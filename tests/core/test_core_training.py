@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fgad.core.training as training
-from fgad import Detector, ModelFileError
+from fgad import ConfigError, Detector, ModelFileError
 from fgad.core.config import resolve_config
 from fgad.core.training import batch_indices, cosine_lr, task_loss, total_steps
 
@@ -170,3 +170,23 @@ def test_unreadable_checkpoint_weights_are_refused(full_run, small_images, tmp_p
     (tmp_path / "ckpt" / "last" / "state.safetensors").write_bytes(b"garbage")
     with pytest.raises(ModelFileError):
         Detector(**RUN).fit(small_images, checkpoint_dir=tmp_path / "ckpt", progress=False)
+
+
+def test_evaluation_hook_steps():
+    # every 2 steps of a 5-step run: before the first, 2, 4, after the last
+    assert [d for d in range(6) if training.eval_due(d, 0, 5, 2)] == [0, 2, 4, 5]
+    assert [d for d in range(2, 6) if training.eval_due(d, 2, 5, 4)] == [2, 4, 5]  # resumed at step 2
+    assert [d for d in range(6) if training.eval_due(d, 0, 5, None)] == [0, 5]
+    assert [d for d in range(6) if training.eval_due(d, 0, 5, {1, 3})] == [1, 3]
+    for bad in (0, -1, True):
+        with pytest.raises(ConfigError):
+            training.check_eval_every(bad)
+
+
+def test_evaluation_hook_sees_the_network_and_leaves_the_weights(full_run, small_images):
+    _, want, _ = full_run
+    seen = []
+    det = Detector(**RUN).fit(small_images, progress=False, eval_every=4,
+                              evaluate=lambda done, net: seen.append((done, net.training)))
+    assert seen == [(0, True), (4, True), (6, True)]
+    _assert_same_weights(_weights(det), want)

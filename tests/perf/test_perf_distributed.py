@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 
@@ -61,6 +62,8 @@ def _one_process_reference(images: np.ndarray) -> Detector:
     return det
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path):
     images = class_images(0, 7)
     train_ddp(images, tmp_path / "model", nprocs=2, threads=1, progress=False, **RUN)
@@ -79,13 +82,16 @@ def test_two_processes_equal_one_process(tmp_path):
     # Training moved the weights by far more than these differences.
     untrained = Detector(**RUN)
     seed_everything(untrained.config.seed)
-    untrained._build(1)  # the initial weights of every run above (fit seeds, then builds)
+    untrained.build_network(1)  # the initial weights of every run above (fit seeds, then builds)
     assert _max_diff(_state(plain), _state(untrained)) > 1e-2
     # Scores of the 2-process model match the 1-process one.
     test = class_images(1, 4)
     np.testing.assert_allclose(two.score(test), one.score(test), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.distributed
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_torchrun_with_dropout_keeps_replicas_equal_and_learns(tmp_path):
     """torchrun entry point, dropout on (masks differ by rank), per-rank batch norm, checkpoints
     by rank 0: training runs, the replicas agree bitwise at the end (checked inside; a mismatch
@@ -94,7 +100,7 @@ def test_torchrun_with_dropout_keeps_replicas_equal_and_learns(tmp_path):
     np.savez(tmp_path / "normal.npz", x_train=images)
     out, ckpt = tmp_path / "model", tmp_path / "ckpt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "fgad.integrations.distributed", str(tmp_path / "normal.npz"), "--out", str(out), "--preset", "tiny",
+           "-m", "fgad.cli.distributed", str(tmp_path / "normal.npz"), "--out", str(out), "--preset", "tiny",
            "--device", "cpu", "--checkpoint-dir", str(ckpt), "--quiet", "--no-sync-bn",
            "--set", "steps=20", "--set", "image_size=16", "--set", "batch_size=4", "--set", "checkpoint_every=8"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -110,7 +116,7 @@ def test_torchrun_with_dropout_keeps_replicas_equal_and_learns(tmp_path):
 
 
 def test_torchrun_entry_refuses_to_run_without_torchrun(tmp_path, monkeypatch, capsys):
-    from fgad.integrations.distributed import main
+    from fgad.cli.distributed import main
 
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)

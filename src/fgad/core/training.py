@@ -7,6 +7,10 @@ SGD with Nesterov momentum, learning rate on a cosine curve stepped per iteratio
 Every random draw of step s derives from (seed, s) (see ``seeding``), and a checkpoint holds the
 weights, the momentum buffers and the step: a run resumed from its last checkpoint ends with the
 same weights as an uninterrupted one.
+
+This is the only training loop: :meth:`fgad.Detector.fit` runs it, data-parallel training
+(:mod:`fgad.integrations.distributed`) runs it with ``distributed=True``, and task diagnostics
+(:mod:`fgad.tools.diagnose`) run it with an evaluation hook.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import inspect
 import json
 import math
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +29,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .config import DetectorConfig
-from ..errors import ModelFileError
+from ..errors import ConfigError, DistributedError, ModelFileError
 from ..io.fileio import atomic_directory
-from .seeding import derive_seed, generator
 from ..tasks import Task
+from .config import DetectorConfig
+from .precision import autocast
+from .seeding import derive_seed, generator
 
 # Keys that change neither the data nor the arithmetic of training: a resume may differ in them.
 _RESUME_FREE_KEYS = {"device", "score_batch_size", "checkpoint_every", "score_fusion", "compile"}
@@ -82,12 +88,6 @@ def make_optimizer(net: torch.nn.Module, cfg: DetectorConfig) -> torch.optim.SGD
                            weight_decay=cfg.weight_decay)
 
 
-def _autocast(cfg: DetectorConfig, device: torch.device):
-    if cfg.bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
-
-
 # ------------------------------------------------------------------------------ one step, in pieces
 # The loop below and ``benchmarks/throughput.py`` run a step with these same functions.
 
@@ -135,7 +135,7 @@ def step_loss(model: torch.nn.Module, tasks: dict[str, Task], labels: dict[str, 
               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward pass on the views of ``n_images`` source images; the summed task loss and the
     step's statistics (head accuracies, then the loss) as one vector left on the device."""
-    with _autocast(cfg, device):
+    with autocast(cfg, device):
         logits = model(views)
     loss = logits[next(iter(tasks))].new_zeros((), dtype=torch.float32)
     accs = []
@@ -189,18 +189,45 @@ def _dist_world(distributed: bool) -> tuple[int, int]:
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("distributed training needs an initialised torch.distributed process group "
+        raise DistributedError("distributed training needs an initialised torch.distributed process group "
                            "(use fgad.integrations.distributed)")
     return dist.get_rank(), dist.get_world_size()
 
 
+# An evaluation hook: called with (steps done, the network being trained); see :func:`train`.
+EvalHook = Callable[[int, torch.nn.Module], None]
+
+
+def check_eval_every(eval_every: int | Collection[int] | None) -> None:
+    """Refuse an evaluation interval below 1 (a user error, before any training)."""
+    if isinstance(eval_every, bool) or (isinstance(eval_every, int) and eval_every < 1):
+        raise ConfigError(f"eval_every must be >= 1, got {eval_every}")
+
+
+def eval_due(done: int, start: int, total: int, eval_every: int | Collection[int] | None) -> bool:
+    """Whether the evaluation hook runs after ``done`` steps of a run of ``total`` that starts at
+    step ``start``: an int N = before the first step, every N steps and after the last; a
+    collection = at exactly those step counts (0 = before training); None = first and last only."""
+    if eval_every is None or isinstance(eval_every, int):
+        return done == start or done == total or (eval_every is not None and done % eval_every == 0)
+    return done in eval_every
+
+
 def train(net: torch.nn.Module, tasks: dict[str, Task], x: torch.Tensor, cfg: DetectorConfig, device: torch.device,
-          *, checkpoint_dir: str | Path | None = None, progress: bool = True,
-          distributed: bool = False) -> list[dict[str, Any]]:
+          *, checkpoint_dir: str | Path | None = None, progress: bool | str = True,
+          distributed: bool = False, evaluate: EvalHook | None = None,
+          eval_every: int | Collection[int] | None = None) -> list[dict[str, Any]]:
     """Train ``net`` on the normal images ``x`` (N×C×S×S in [-1, 1]); returns the training log.
 
     With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_every`` steps, and
-    a run that finds one there resumes from it.
+    a run that finds one there resumes from it. ``progress``: show a progress bar (a string
+    labels it; default label "train").
+
+    ``evaluate(steps_done, net)``, if given, runs at the step counts chosen by ``eval_every``
+    (see :func:`eval_due`; default: before the first step and after the last), on every rank,
+    with ``net`` itself (not a compiled or data-parallel wrapper). It must leave ``net`` in
+    training mode and must not draw from torch's global random generator, so that the weights
+    stay those of a run without it (dropout seeds are set per step anyway).
 
     With ``distributed=True`` (inside an initialised ``torch.distributed`` process group, see
     :mod:`fgad.integrations.distributed`), ``net`` is wrapped in DistributedDataParallel and every rank trains
@@ -208,6 +235,7 @@ def train(net: torch.nn.Module, tasks: dict[str, Task], x: torch.Tensor, cfg: De
     one-process batch. Every rank holds all of ``x``; rank 0 writes the checkpoints and shows
     progress; the log holds the statistics of the whole batch on every rank.
     """
+    check_eval_every(eval_every)
     rank, world = _dist_world(distributed)
     n = x.shape[0]
     total = total_steps(cfg, n)
@@ -234,8 +262,8 @@ def train(net: torch.nn.Module, tasks: dict[str, Task], x: torch.Tensor, cfg: De
                          **{sync_kw: not has_sync_bn})
     if cfg.compile:
         step_model = torch.compile(step_model)
-    bar = tqdm(total=total, initial=start, disable=not progress or rank != 0, desc="train", unit="step",
-               dynamic_ncols=True)
+    bar = tqdm(total=total, initial=start, disable=not progress or rank != 0, unit="step", dynamic_ncols=True,
+               desc=progress if isinstance(progress, str) else "train")
     t0 = time.perf_counter()
     names = stat_names(tasks)
     running: dict[str, float] = {}
@@ -260,6 +288,8 @@ def train(net: torch.nn.Module, tasks: dict[str, Task], x: torch.Tensor, cfg: De
         pending.clear()
         bar.set_postfix({k.replace("acc_", ""): f"{v:.3f}" for k, v in running.items()}, refresh=False)
 
+    if evaluate is not None and eval_due(start, start, total, eval_every):
+        evaluate(start, net)
     for step in range(start, total):
         epoch, i = divmod(step, spe)
         if epoch != perm_epoch:  # the epoch's order (as batch_indices), drawn and sent to the device once
@@ -273,6 +303,8 @@ def train(net: torch.nn.Module, tasks: dict[str, Task], x: torch.Tensor, cfg: De
             flush()
         if save_now and rank == 0:
             save_checkpoint(ckpt, net, opt, cfg, step + 1, history)
+        if evaluate is not None and eval_due(step + 1, start, total, eval_every):
+            evaluate(step + 1, net)
     flush()
     bar.close()
     return history

@@ -14,26 +14,25 @@ On one machine, from Python::
     train_ddp(images, "model/", nprocs=4, preset="paper")     # 4 GPUs, or 4 CPU processes
 
 or with torchrun (one or several machines; a checkpoint folder must be on a shared file system
-to resume)::
+to resume), through the command-line entry :mod:`fgad.cli.distributed`::
 
-    torchrun --nproc_per_node=4 -m fgad.integrations.distributed normal.npz --out model/ --preset paper
+    torchrun --nproc_per_node=4 -m fgad.cli.distributed normal.npz --out model/ --preset paper
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
-import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import FgadError, InputError
+from ..errors import DistributedError, InputError
+from ..io.fileio import checkpoint_folder, remove_checkpoints
 
 
 # ------------------------------------------------------------------------------ batch norm
@@ -145,14 +144,16 @@ def rank_device(config_device: str, local_rank: int) -> torch.device:
 def fit_distributed(det, images: Any, *, checkpoint_dir: str | Path | None = None, progress: bool = True,
                     sync_batchnorm: bool = True, local_rank: int | None = None):
     """:meth:`Detector.fit` on this rank of an initialised process group; returns ``det``
-    (fitted, identical on every rank)."""
+    (fitted, identical on every rank). The steps are those of the one training loop,
+    :func:`fgad.core.training.train` with ``distributed=True``; around it, the rank's device and
+    the global batch norm."""
     from ..core.detector import versions
     from ..io.preprocess import as_image_array, to_tensor
     from ..core.seeding import seed_everything
     from ..core.training import train
 
     if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("fit_distributed needs an initialised torch.distributed process group")
+        raise DistributedError("fit_distributed needs an initialised torch.distributed process group")
     x_np = as_image_array(images, "training images")
     if x_np.shape[0] < 2:
         raise InputError("training images: at least 2 normal images are needed, got 1")
@@ -163,10 +164,7 @@ def fit_distributed(det, images: Any, *, checkpoint_dir: str | Path | None = Non
         torch.cuda.set_device(device)
     seed_everything(cfg.seed)
     det.input_shape = tuple(int(s) for s in x_np.shape[1:])
-    det._build(det.input_shape[2])
-    det.net.to(device)
-    if cfg.channels_last:
-        det.net.to(memory_format=torch.channels_last)
+    det.build_network(det.input_shape[2], device=device)  # the initial weights of Detector.fit
     if sync_batchnorm:
         det.net = use_global_batchnorm(det.net, device)
     x = to_tensor(x_np, cfg.image_size)
@@ -186,19 +184,18 @@ def fit_distributed(det, images: Any, *, checkpoint_dir: str | Path | None = Non
     return det
 
 
-def _run_rank(det, images, out, checkpoint_dir, progress, sync_batchnorm) -> None:
-    det = fit_distributed(det, images, checkpoint_dir=checkpoint_dir, progress=progress,
-                          sync_batchnorm=sync_batchnorm)
+def run_rank(det, images, out, checkpoint_dir, progress, sync_batchnorm) -> None:
+    """This rank's part of a run in an initialised process group: train; rank 0 saves to ``out``
+    and then removes the checkpoints it wrote."""
+    ckpt = checkpoint_folder(checkpoint_dir) if dist.get_rank() == 0 else checkpoint_dir  # rank 0 writes them
+    det = fit_distributed(det, images, checkpoint_dir=ckpt, progress=progress, sync_batchnorm=sync_batchnorm)
     if dist.get_rank() == 0 and out is not None:
         det.save(out)
-        if checkpoint_dir is not None:
-            import shutil
-
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the finished model supersedes them
+        remove_checkpoints(checkpoint_dir)  # the finished model supersedes them
     dist.barrier()
 
 
-def _backend(device: torch.device) -> str:
+def process_group_backend(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
@@ -215,9 +212,9 @@ def _spawned(rank: int, world: int, port: int, threads: int, det, images, out, c
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world)})
     torch.set_num_threads(threads)
     device = rank_device(det.config.device, rank)
-    dist.init_process_group(_backend(device), rank=rank, world_size=world)
+    dist.init_process_group(process_group_backend(device), rank=rank, world_size=world)
     try:
-        _run_rank(det, images, out, checkpoint_dir, progress, sync_batchnorm)
+        run_rank(det, images, out, checkpoint_dir, progress, sync_batchnorm)
     finally:
         dist.destroy_process_group()
 
@@ -249,53 +246,3 @@ def train_ddp(images: Any, out: str | Path, *, nprocs: int = 2, preset: str = "q
                              None if checkpoint_dir is None else str(checkpoint_dir), progress, sync_batchnorm),
              nprocs=nprocs, join=True)
     return Path(out)
-
-
-# ------------------------------------------------------------------------------ torchrun entry
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fgad.integrations.distributed",
-                                description="Data-parallel training of an fgad detector; run it with torchrun, e.g. "
-                                            "torchrun --nproc_per_node=4 -m fgad.integrations.distributed IMAGES --out MODEL")
-    from ..cli.main import add_training_args
-
-    add_training_args(p)  # as fgad train; rank 0 writes the model and the checkpoints
-    p.add_argument("--key", help="array name inside an .npz file (default x_train)")
-    p.add_argument("--label", type=int, help="only the images of this class (needs a label array)")
-    p.add_argument("--no-sync-bn", action="store_true", help="batch-norm statistics per rank, not global")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from ..cli.main import _overrides
-    from ..core.detector import Detector
-    from ..io.inputs import load_images
-
-    args = build_parser().parse_args(argv)
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        print("fgad.integrations.distributed: error: start it with torchrun (e.g. torchrun --nproc_per_node=2 -m "
-              "fgad.integrations.distributed ...), or call fgad.integrations.distributed.train_ddp", file=sys.stderr)
-        return 2
-    try:
-        det = Detector(preset=args.preset, **_overrides(args))
-        images, _, _ = load_images(args.images, key=args.key, label=args.label)
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        device = rank_device(det.config.device, local_rank)
-    except FgadError as exc:
-        print(f"fgad.integrations.distributed: error: {exc}", file=sys.stderr)
-        return 2
-    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
-    dist.init_process_group(_backend(device))
-    try:
-        _run_rank(det, images, args.out, args.checkpoint_dir, not args.quiet, not args.no_sync_bn)
-        if dist.get_rank() == 0:
-            print(f"trained on {len(images)} images with {dist.get_world_size()} processes; "
-                  f"model written to {args.out}", file=sys.stderr)
-    finally:
-        dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

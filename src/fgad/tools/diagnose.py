@@ -10,9 +10,9 @@ A good task is learnt on normal images but stays hard on anomalies; a task solve
 ...                   tasks=("rotation", "translation", "jigsaw"), preset="quick", eval_every=50)
 >>> result.write("diagnose/")               # diagnose.csv + diagnose.png
 
-Training is the detector's own loop (:mod:`fgad.core.training`: same batches, views, dropout seeds,
-cosine schedule over the whole run, optimiser), with an evaluation every ``eval_every`` steps: the
-final weights equal those of ``Detector(...).fit`` with the same configuration. Accuracy of a
+Training is ``Detector.fit`` itself (the one loop of :mod:`fgad.core.training`), with its
+evaluation hook run every ``eval_every`` steps: the final weights equal those of
+``Detector(...).fit`` with the same configuration. Accuracy of a
 head = fraction of (image, test-time view) pairs whose argmax is the view's true class.
 """
 
@@ -22,7 +22,6 @@ import csv
 import io
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from ..core.config import score_batch_size
+from ..core.precision import autocast
 from ..errors import ConfigError, InputError
 
 __all__ = ["diagnose", "DiagnosisResult", "parse_task_sets", "head_accuracies", "CSV_COLUMNS", "DEFAULT_TASK_SETS"]
@@ -82,9 +82,7 @@ def head_accuracies(net: torch.nn.Module, tasks: dict, x: torch.Tensor, cfg, dev
         views = {n: t.views(xb, train=False).flatten(0, 1) for n, t in tasks.items()}
         if cfg.channels_last:
             views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") \
-            else torch.autocast(device.type, enabled=False)
-        with autocast:
+        with autocast(cfg, device):
             logits = net(views)
         for n, t in tasks.items():
             lg = logits[n].float().view(xb.shape[0], t.n_views, -1)
@@ -219,13 +217,6 @@ def diagnose(normal_train: Any, normal_heldout: Any, anomalies: Any = None, *,
     Returns:
         A :class:`DiagnosisResult`; ``epoch`` = step / steps per epoch.
     """
-    from tqdm.auto import tqdm
-
-    from ..core.detector import Detector
-    from ..io.preprocess import to_tensor
-    from ..core.seeding import derive_seed, generator, seed_everything
-    from ..core.training import batch_indices, cosine_lr, make_optimizer, steps_per_epoch, task_loss, total_steps
-
     sets = parse_task_sets(tasks)
     x_tr = _images(normal_train, "normal training images")
     if x_tr.shape[0] < 2:
@@ -247,64 +238,35 @@ def diagnose(normal_train: Any, normal_heldout: Any, anomalies: Any = None, *,
     result = DiagnosisResult(info={"preset": preset, "n_train": int(len(x_tr)),
                                    "n_eval": {k: int(len(v)) for k, v in evals.items()}})
     for names in sets:
-        set_name = "+".join(names)
-        det = Detector(preset, **{**base, "tasks": names})
-        cfg = det.config
-        seed_everything(cfg.seed)
-        device = det.device
-        det.input_shape = tuple(int(s) for s in x_tr.shape[1:])
-        det._build(det.input_shape[2])
-        net = det.net.to(device)
-        if cfg.channels_last:
-            net.to(memory_format=torch.channels_last)
-        x = to_tensor(x_tr, cfg.image_size, device)
-        xe = {k: to_tensor(v, cfg.image_size) for k, v in evals.items()}
-        n = x.shape[0]
-        total = total_steps(cfg, n)
-        spe = steps_per_epoch(n, cfg.batch_size)
-        every = int(eval_every) if eval_every is not None else max(1, total // 10)
-        opt = make_optimizer(net, cfg)
-        labels = {name: t.labels().to(device) for name, t in det.tasks.items()}
-        step_model = torch.compile(net) if cfg.compile else net
-
-        def evaluate(step: int) -> None:
-            for split, xs in xe.items():
-                for head, acc in head_accuracies(net, det.tasks, xs, cfg, device).items():
-                    result.rows.append({"task_set": set_name, "step": step, "epoch": round(step / spe, 4),
-                                        "head": head, "split": split, "accuracy": float(acc)})
-
-        evaluate(0)
-        net.train()
-        bar = tqdm(total=total, disable=not progress, desc=f"diagnose {set_name}", unit="step", dynamic_ncols=True,
-                   file=sys.stderr)
-        for step in range(total):  # the loop of fgad.core.training.train, plus evaluations
-            idx = batch_indices(cfg.seed, step, n, cfg.batch_size).to(device)
-            xb = x[idx]
-            g = generator(cfg.seed, 2, step)
-            views = {name: t.views(xb, train=True, generator=g).flatten(0, 1) for name, t in det.tasks.items()}
-            if cfg.channels_last:
-                views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
-            torch.manual_seed(derive_seed(cfg.seed, 3, step))
-            lr = cosine_lr(cfg.lr, step, total)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") \
-                else torch.autocast(device.type, enabled=False)
-            with autocast:
-                logits = step_model(views)
-            loss = logits[names[0]].new_zeros((), dtype=torch.float32)
-            for name, t in det.tasks.items():
-                tl, _ = task_loss(logits[name], labels[name].repeat(len(idx), 1), t.head_sizes)
-                loss = loss + tl
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.update(1)
-            if (step + 1) % every == 0 or step + 1 == total:
-                evaluate(step + 1)
-        bar.close()
-        net.eval()
+        det = _train_with_evaluations(x_tr, evals, names, preset, base, eval_every, progress, result.rows)
         if keep_detectors:
-            det.info = {"n_train": int(n), "diagnose": True}
-            result.detectors[set_name] = det
+            det.info = {**det.info, "diagnose": True}
+            result.detectors["+".join(names)] = det
     return result
+
+
+def _train_with_evaluations(x_train: np.ndarray, evals: dict[str, np.ndarray], names: tuple[str, ...], preset: str,
+                            base: dict[str, Any], eval_every: int | None, progress: bool,
+                            rows: list[dict[str, Any]]):
+    """``Detector.fit`` of one task set, its evaluations appended to ``rows``; returns the detector."""
+    from ..core.detector import Detector
+    from ..core.training import steps_per_epoch, total_steps
+    from ..io.preprocess import to_tensor
+
+    set_name = "+".join(names)
+    det = Detector(preset, **{**base, "tasks": names})
+    cfg, device = det.config, det.device
+    xe = {k: to_tensor(v, cfg.image_size) for k, v in evals.items()}
+    n = x_train.shape[0]
+    spe = steps_per_epoch(n, cfg.batch_size)
+    every = int(eval_every) if eval_every is not None else max(1, total_steps(cfg, n) // 10)
+
+    def evaluate(step: int, net: torch.nn.Module) -> None:
+        for split, xs in xe.items():
+            for head, acc in head_accuracies(net, det.tasks, xs, cfg, device).items():
+                rows.append({"task_set": set_name, "step": step, "epoch": round(step / spe, 4),
+                             "head": head, "split": split, "accuracy": float(acc)})
+
+    # Detector.fit's own loop, with the evaluations as its hook: the weights of a plain fit.
+    return det.fit(x_train, progress=f"diagnose {set_name}" if progress else False, evaluate=evaluate,
+                   eval_every=every)
