@@ -14,7 +14,6 @@ This package does not import torch or the training code.
 """
 
 from .build import ReportResult, build_report
-from .fusion import DEFAULT_TASK_TERMS
 from .names import dataset_display_name, method_display_name
 from .records import RecordWarning, find_record_files, load_records, read_record, validate_record
 
@@ -28,5 +27,4 @@ __all__ = [
     "RecordWarning",
     "method_display_name",
     "dataset_display_name",
-    "DEFAULT_TASK_TERMS",
 ]

@@ -6,8 +6,10 @@ geometric task sums 36 views × 3 heads = 108 terms, the jigsaw task 3 views × 
 the geometric task dominates the mean. The *normalised* mean divides each task's sum by its
 number of terms first (each becomes a mean probability in [0, 1]).
 
-Term counts come from the record's ``config["task_terms"]`` (``{task: n_terms}``) when present,
-else :data:`DEFAULT_TASK_TERMS`.
+Term counts are task facts: they come from the record's ``config["task_terms"]`` (``{task:
+n_terms}``, which the benchmark runner writes from the detector's tasks), else from the task
+objects themselves (:attr:`fgad.tasks.Task.n_score_terms` of the task built with its default
+parameters). The fusion itself is :func:`fgad.core.scoring.fuse`.
 """
 
 from __future__ import annotations
@@ -17,27 +19,37 @@ from typing import Any
 import numpy as np
 
 from .. import metrics as M
-from ..errors import InputError
+from ..core.scoring import fuse
+from ..errors import ConfigError, InputError
 from .names import dataset_display_name
 from .tables import AGG_CSV_HEADER, Results, Table, agg_csv, aggregate, format_cell
 
-__all__ = ["DEFAULT_TASK_TERMS", "task_terms", "record_fusion", "fusion_table"]
+__all__ = ["task_terms", "record_fusion", "fusion_table"]
 
-#: Number of summed softmax terms per task: geometric 36 views × 3 heads, jigsaw k = 3 views ×
-#: 1 head, rotation 4 views × 1 head, translation 9 views × 2 heads.
-DEFAULT_TASK_TERMS = {"geometric": 108, "jigsaw": 3, "rotation": 4, "translation": 18}
 _TASK_ORDER = ("geometric", "jigsaw", "rotation", "translation")
 
 
 def task_terms(record: dict) -> dict[str, float]:
-    """The term count of each task: ``config.task_terms`` over :data:`DEFAULT_TASK_TERMS`."""
-    terms: dict[str, float] = dict(DEFAULT_TASK_TERMS)
+    """The term count of each task of the record: ``config.task_terms``; for a task of
+    ``task_scores`` missing there, the task's own count with its default parameters (a task
+    name fgad does not know has none)."""
+    terms: dict[str, float] = {}
     config = record.get("config")
     given = config.get("task_terms") if isinstance(config, dict) else None
     if isinstance(given, dict):
         for task, n in given.items():
             if isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0 and np.isfinite(n):
                 terms[str(task)] = float(n)
+    scored = record.get("task_scores")
+    missing = [t for t in scored if t not in terms] if isinstance(scored, dict) else []
+    if missing:  # loading the tasks loads torch: only for records without task_terms
+        from ..tasks import build_task
+
+        for task in missing:
+            try:
+                terms[task] = float(build_task(task).n_score_terms)
+            except ConfigError:
+                pass
     return terms
 
 
@@ -59,8 +71,7 @@ def record_fusion(record: dict) -> dict | None:
         for task, s in ts.items():
             out["tasks"][task] = M.auroc(y, -s)  # normality sums -> anomaly scores
         if all(t in terms for t in ts):
-            normalised = np.mean([ts[t] / terms[t] for t in ts], axis=0)
-            out["normalised"] = M.auroc(y, -normalised)
+            out["normalised"] = M.auroc(y, -fuse(ts, "mean", terms))
     except InputError:  # a single class in the test set: no AUROC
         return None
     return out

@@ -28,7 +28,9 @@ on (normal-looking evidence); ≈ 0: it does not matter. The map is computed on 
 taking the value of the cell its network position falls in (pixels outside the grid: the nearest
 cell). The anomalous cell is the argmax.
 
-Only the public :class:`~fgad.Detector` (``config``, ``tasks``, ``net``, ``input_shape``) is used.
+Only the public :class:`~fgad.Detector` is used: its scoring pass (:meth:`~fgad.Detector.view_logits`,
+:meth:`~fgad.Detector.image_batches`, :meth:`~fgad.Detector.forward_views`), ``tasks``, ``task_terms``,
+``config`` and ``input_shape``; the arithmetic is :mod:`fgad.core.scoring`'s.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.config import score_batch_size
+from ..core.scoring import FUSIONS, fuse, true_class_probabilities
 from ..errors import InputError
-from ..io.preprocess import as_image_array, check_image_shape, to_tensor
+from ..io.preprocess import as_image_array, check_image_shape
 
 __all__ = ["breakdown", "heatmap", "explain_image", "explanation_json", "render_explanation", "cell_index_map",
            "cell_boxes", "upsample_heatmap", "format_breakdown", "head_names", "class_names", "paste_patch",
@@ -103,57 +105,23 @@ def _prepare(det, images: Any, what: str = "images to explain") -> np.ndarray:
     return check_image_shape(as_image_array(images, what), det.input_shape, what)
 
 
-def _device(det) -> torch.device:
-    from ..core.detector import resolve_device
-
-    return resolve_device(det.config.device)
-
-
-def _forward(det, views: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return det.forward_views(views, device)
-
-
-def _true_probs(logits: torch.Tensor, labels: torch.Tensor, head_sizes) -> torch.Tensor:
-    """B×V×outputs logits → B×V×n_heads softmax probabilities of the true classes."""
-    parts, start = [], 0
-    for h, size in enumerate(head_sizes):
-        probs = torch.softmax(logits[..., start : start + size], dim=-1)
-        idx = labels[:, h].to(logits.device)[None, :, None].expand(logits.shape[0], -1, 1)
-        parts.append(probs.gather(-1, idx).squeeze(-1))
-        start += size
-    return torch.stack(parts, -1)
-
-
-def _batches(det, x: np.ndarray, device: torch.device):
-    bs = score_batch_size(det.config, device)
-    for start in range(0, len(x), bs):
-        yield to_tensor(x[start : start + bs], det.config.image_size, device)
-
-
 @torch.inference_mode()
 def view_probabilities(det, images: Any) -> dict[str, np.ndarray]:
-    """Per task, N×V×n_heads true-class softmax probabilities of every view (test-time views)."""
+    """Per task, N×V×n_heads true-class softmax probabilities of every view (test-time views):
+    the terms whose sums are :meth:`fgad.Detector.score_tasks` (higher = more normal)."""
     x = _prepare(det, images)
-    device = _device(det)
-    det.net.to(device).eval()
+    labels = {n: t.labels() for n, t in det.tasks.items()}
     out: dict[str, list[np.ndarray]] = {n: [] for n in det.tasks}
-    for xb in _batches(det, x, device):
-        views = {n: t.views(xb, train=False).flatten(0, 1) for n, t in det.tasks.items()}
-        logits = _forward(det, views, device)
+    for logits in det.view_logits(x):
         for n, t in det.tasks.items():
-            lg = logits[n].view(xb.shape[0], t.n_views, -1)
-            out[n].append(_true_probs(lg, t.labels(), t.head_sizes).cpu().numpy().astype(np.float64))
+            p = true_class_probabilities(logits[n], labels[n], t.head_sizes)
+            out[n].append(p.cpu().numpy().astype(np.float64))
     return {n: np.concatenate(v) for n, v in out.items()}
 
 
 def _is_product_table(labels: np.ndarray, sizes: tuple[int, ...]) -> bool:
     expected = np.array(list(itertools.product(*[range(s) for s in sizes])))
     return labels.shape == expected.shape and bool((labels == expected).all())
-
-
-def _fuse(sums: dict[str, float], fusion: str, terms: dict[str, int]) -> float:
-    parts = [s / terms[n] if fusion == "mean" else s for n, s in sums.items()]
-    return float(np.mean(parts))
 
 
 # ----------------------------------------------------------------------------------- breakdown
@@ -170,10 +138,10 @@ def breakdown(det, images: Any, *, fusion: str | None = None) -> list[dict[str, 
     """
     _check_detector(det)
     fusion = fusion or det.config.score_fusion
-    if fusion not in ("sum", "mean"):
+    if fusion not in FUSIONS:
         raise InputError(f"fusion must be 'sum' or 'mean', got {fusion!r}")
     probs = view_probabilities(det, images)
-    terms = {n: t.n_score_terms for n, t in det.tasks.items()}
+    terms = det.task_terms
     n_images = next(iter(probs.values())).shape[0]
     static = {n: _task_static(t) for n, t in det.tasks.items()}
     out = []
@@ -182,7 +150,7 @@ def breakdown(det, images: Any, *, fusion: str | None = None) -> list[dict[str, 
         for n, t in det.tasks.items():
             tasks[n] = _task_breakdown(t, static[n], probs[n][i])
         sums = {n: tasks[n]["score"] for n in tasks}
-        normality = _fuse(sums, fusion, terms)
+        normality = float(fuse(sums, fusion, terms))
         out.append({"anomaly_score": -normality, "normality": normality, "fusion": fusion, "tasks": tasks})
     return out
 
@@ -290,17 +258,16 @@ def heatmap(det, images: Any, *, fill: str = "mean") -> np.ndarray:
         raise InputError(f"fill must be 'mean' or 'zero', got {fill!r}")
     task = _jigsaw(det)
     x = _prepare(det, images)
-    device = _device(det)
-    det.net.to(device).eval()
+    device = det.device
     nh, nw = task.grid
     k = len(task.permutations)
     labels = task.labels()
     out = []
-    for xb in _batches(det, x, device):
-        views = _occluded_views(task, xb, fill)  # B×(1+cells)×k×C×S×S
+    for xb, n_real in det.image_batches(x):
+        views = _occluded_views(task, xb[:n_real], fill)  # B×(1+cells)×k×C×S×S
         b = views.shape[0]
-        logits = _forward(det, {"jigsaw": views.flatten(0, 2)}, device)["jigsaw"]
-        p = _true_probs(logits.view(b * (1 + nh * nw), k, -1), labels, task.head_sizes)[..., 0]
+        logits = det.forward_views({"jigsaw": views.flatten(0, 2)}, device)["jigsaw"]
+        p = true_class_probabilities(logits.view(b * (1 + nh * nw), k, -1), labels, task.head_sizes)[..., 0]
         p = p.view(b, 1 + nh * nw, k)
         heat = (p[:, 1:] - p[:, :1]).mean(-1)  # B×cells
         out.append(heat.view(b, nh, nw).cpu().numpy().astype(np.float64))

@@ -19,7 +19,7 @@ graph builds every task's views with the same operations as eager scoring:
 
 then runs the backbone and the heads on all views, takes each head's softmax of the true
 transformation summed over views and heads (eq. 4) and fuses the tasks (eq. 3, the model's
-fusion). Outputs, each of length N: ``anomaly_score`` (higher = more anomalous, what
+fusion), with the functions of :mod:`fgad.core.scoring` that eager scoring uses. Outputs, each of length N: ``anomaly_score`` (higher = more anomalous, what
 :meth:`fgad.Detector.score` returns), ``normality`` (its negation, the paper's s(x)), and
 ``normality_<task>`` per task (:meth:`fgad.Detector.score_tasks`).
 
@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import FgadError, InputError
+from ..core.scoring import fuse_tensors, true_class_probability_sum
+from ..errors import InputError, MissingDependencyError
 from ..io.fileio import atomic_write_bytes, atomic_write_json
 
 __all__ = ["export_onnx", "preprocess", "sidecar_path", "ExportGraph", "OPSET", "MissingDependencyError"]
@@ -59,10 +60,6 @@ __all__ = ["export_onnx", "preprocess", "sidecar_path", "ExportGraph", "OPSET", 
 #: The ONNX opset of exported graphs.
 OPSET = 18
 INPUT_NAME = "images"
-
-
-class MissingDependencyError(FgadError):
-    """An optional package (onnx, onnxruntime) that the requested feature needs is not installed."""
 
 
 def require(module: str, package: str | None = None) -> Any:
@@ -167,10 +164,8 @@ class ExportGraph(nn.Module):
         self.n_views = {n: t.n_views for n, t in self.tasks.items()}
         self.n_outputs = {n: t.n_outputs for n, t in self.tasks.items()}
         self.head_sizes = {n: tuple(t.head_sizes) for n, t in self.tasks.items()}
-        for n, t in self.tasks.items():  # V×head_size one-hot tables of the true classes, per head
-            labels = t.labels()
-            for head, hs in enumerate(t.head_sizes):
-                self.register_buffer(f"onehot_{n}_{head}", F.one_hot(labels[:, head], hs).float(), persistent=False)
+        for n, t in self.tasks.items():  # V×n_heads true classes: constants of the graph
+            self.register_buffer(f"labels_{n}", t.labels(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         c, s1, s2 = self.size
@@ -179,22 +174,15 @@ class ExportGraph(nn.Module):
             v = export_views(self.tasks[n], x, c, s1, s2)  # B×V×C×S×S
             flat.append(v.reshape(-1, c, s1, s2))  # (B·V)×C×S×S, image-major as in eager scoring
         feats = self.net.backbone(torch.cat(flat, 0))
-        sums, start = [], 0
+        sums, start = {}, 0
         for n, f in zip(self.names, flat):
             size = f.shape[0]
             logits = self.net.heads[n](feats[start : start + size])
             start += size
             logits = logits.reshape(-1, self.n_views[n], self.n_outputs[n])  # B×V×outputs
-            total, h0 = None, 0
-            for head, hs in enumerate(self.head_sizes[n]):
-                probs = torch.softmax(logits[:, :, h0 : h0 + hs], dim=-1)
-                term = (probs * getattr(self, f"onehot_{n}_{head}")).sum(-1).sum(-1)
-                total = term if total is None else total + term
-                h0 += hs
-            sums.append(total)
-        parts = [s / self.terms[n] if self.fusion == "mean" else s for n, s in zip(self.names, sums)]
-        normality = torch.stack(parts, 0).mean(0)
-        return (-normality, normality, *sums)
+            sums[n] = true_class_probability_sum(logits, getattr(self, f"labels_{n}"), self.head_sizes[n])
+        normality = fuse_tensors(sums, self.fusion, self.terms)
+        return (-normality, normality, *sums.values())
 
 
 # --------------------------------------------------------------------------------------------
