@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fgad import Detector
-from fgad.methods import create_method
+from fgad.methods import FitContext, create_method
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -55,7 +55,7 @@ def test_deepgeo_scores_are_bit_identical(data, reference):
     torch.set_num_threads(1)
     try:
         geo = create_method("deepgeo", preset="quick", seed=0, steps=6, dirichlet_max_images=48)
-        geo.fit(x_train, progress=False)
+        geo.fit(x_train, FitContext(progress=False))
         scores = geo.score(x_test)
     finally:
         torch.set_num_threads(threads)

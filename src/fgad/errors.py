@@ -1,7 +1,9 @@
-"""Exceptions raised by fgad for bad input.
+"""Every exception fgad raises on purpose, one class per kind of failure.
 
 Every error a user can cause derives from :class:`FgadError`; the command line turns it into one
-line on stderr and a non-zero exit status instead of a traceback.
+line on stderr and a non-zero exit status instead of a traceback. Each class also derives from
+the built-in exception a caller would expect (``ValueError`` for bad values, ``OSError`` for
+files and downloads...), so ``except ValueError`` keeps working.
 """
 
 
@@ -17,6 +19,10 @@ class ImageReadError(InputError):
     """An image file that cannot be read or decoded."""
 
 
+class UnsafeArchiveError(InputError):
+    """An archive with a member that would land outside the target folder, or too big to extract."""
+
+
 class ConfigError(FgadError, ValueError):
     """Unknown configuration keys, wrong types, unknown preset, task, method or dataset names."""
 
@@ -27,3 +33,19 @@ class ModelFileError(FgadError):
 
 class DatasetNotFoundError(FgadError, FileNotFoundError):
     """A dataset whose files are not where the adapter looks; the message says which to put where."""
+
+
+class DownloadError(FgadError, OSError):
+    """A download that failed, was larger than expected, or whose checksum does not match."""
+
+
+class OutputError(FgadError, OSError):
+    """An output location that cannot be written (not writable, disk full...)."""
+
+
+class MissingDependencyError(FgadError, ImportError):
+    """An optional package (Ray, onnx, onnxruntime) that the requested feature needs is not installed."""
+
+
+class DistributedError(FgadError, RuntimeError):
+    """Distributed training asked for where it cannot run (no initialised process group)."""

@@ -46,6 +46,10 @@ __all__ = [
     "threshold_at_bpcer",
     "evaluate",
     "EVALUATE_KEYS",
+    "RocCurve",
+    "as_1d",
+    "check_labels_scores",
+    "check_rate",
 ]
 
 #: The keys of the dictionary :func:`evaluate` returns, in order.
@@ -65,7 +69,8 @@ EVALUATE_KEYS = (
 # input checking
 
 
-def _as_1d(values: Any, what: str) -> np.ndarray:
+def as_1d(values: Any, what: str) -> np.ndarray:
+    """``values`` as a 1-D numeric array, or InputError naming ``what``."""
     try:
         arr = np.asarray(values)
     except (TypeError, ValueError) as exc:
@@ -77,10 +82,10 @@ def _as_1d(values: Any, what: str) -> np.ndarray:
     return arr
 
 
-def _check(labels: Any, scores: Any, metric: str = "AUROC") -> tuple[np.ndarray, np.ndarray]:
+def check_labels_scores(labels: Any, scores: Any, metric: str = "AUROC") -> tuple[np.ndarray, np.ndarray]:
     """Return (labels as bool, scores as float64) or raise InputError."""
-    y = _as_1d(labels, "labels")
-    s = _as_1d(scores, "scores")
+    y = as_1d(labels, "labels")
+    s = as_1d(scores, "scores")
     if y.shape[0] != s.shape[0]:
         raise InputError(f"labels and scores differ in length: {y.shape[0]} labels, {s.shape[0]} scores")
     if y.shape[0] == 0:
@@ -104,7 +109,8 @@ def _check(labels: Any, scores: Any, metric: str = "AUROC") -> tuple[np.ndarray,
     return y, s
 
 
-def _check_rate(value: float, name: str) -> float:
+def check_rate(value: float, name: str) -> float:
+    """``value`` as a float in [0, 1], or InputError naming ``name``."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -118,11 +124,14 @@ def _check_rate(value: float, name: str) -> float:
 # the ROC, computed once per call
 
 #: Rates within this of a target count as meeting it (k/n compared with a decimal target).
-_TOL = 1e-12
+RATE_TOLERANCE = 1e-12
 
 
-class _Curve:
+class RocCurve:
     """Counts at every distinct threshold, thresholds descending, starting at +inf.
+
+    Built from checked input (:func:`check_labels_scores`): ``y`` bool, True = anomaly; ``s``
+    float64 anomaly scores (higher = more anomalous).
 
     ``fps[i]`` / ``tps[i]``: the number of normal / anomalous images with
     ``score >= thresholds[i]``; ``fps[0] = tps[0] = 0`` at ``+inf``.
@@ -166,18 +175,18 @@ class _Curve:
     def at_bpcer(self, target: float) -> tuple[float, float, float]:
         """(threshold, apcer, bpcer) at the lowest threshold whose BPCER <= target."""
         bp = self.fps / self.n_neg  # non-decreasing as the threshold decreases
-        i = int(np.flatnonzero(bp <= target + _TOL)[-1])  # index 0 (+inf) always qualifies
+        i = int(np.flatnonzero(bp <= target + RATE_TOLERANCE)[-1])  # index 0 (+inf) always qualifies
         return float(self.thresholds[i]), float(1.0 - self.tps[i] / self.n_pos), float(bp[i])
 
     def at_apcer(self, target: float) -> tuple[float, float, float]:
         """(threshold, apcer, bpcer) at the highest threshold whose APCER <= target."""
         ap = 1.0 - self.tps / self.n_pos  # non-increasing as the threshold decreases
-        i = int(np.flatnonzero(ap <= target + _TOL)[0])  # the last index (APCER 0) qualifies
+        i = int(np.flatnonzero(ap <= target + RATE_TOLERANCE)[0])  # the last index (APCER 0) qualifies
         return float(self.thresholds[i]), float(ap[i]), float(self.fps[i] / self.n_neg)
 
 
-def _curve(labels: Any, scores: Any, metric: str) -> _Curve:
-    return _Curve(*_check(labels, scores, metric))
+def _curve(labels: Any, scores: Any, metric: str) -> RocCurve:
+    return RocCurve(*check_labels_scores(labels, scores, metric))
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,8 +229,8 @@ def aupr_normal(labels: Any, scores: Any) -> float:
 
     ``labels``: 1 = anomaly, as everywhere in this module; ``scores``: higher = more anomalous.
     """
-    y, s = _check(labels, scores, "AUPR")
-    return _Curve(~y, -s).average_precision()
+    y, s = check_labels_scores(labels, scores, "AUPR")
+    return RocCurve(~y, -s).average_precision()
 
 
 def eer(labels: Any, scores: Any) -> float:
@@ -245,7 +254,7 @@ def apcer_at_bpcer(labels: Any, scores: Any, bpcer: float = 0.05) -> float:
     means no normal image rejected. ``labels``: 1 = anomaly; ``scores``: higher = more
     anomalous. Returns a fraction in [0, 1]; the default gives the paper's APCER@5%BPCER.
     """
-    target = _check_rate(bpcer, "bpcer")
+    target = check_rate(bpcer, "bpcer")
     return _curve(labels, scores, "APCER").at_bpcer(target)[1]
 
 
@@ -256,7 +265,7 @@ def threshold_at_bpcer(labels: Any, scores: Any, bpcer: float = 0.05) -> float:
     observed scores, or ``+inf`` when rejecting even the highest-scoring normal image would
     exceed the target. ``scores``: higher = more anomalous.
     """
-    target = _check_rate(bpcer, "bpcer")
+    target = check_rate(bpcer, "bpcer")
     return _curve(labels, scores, "the threshold").at_bpcer(target)[0]
 
 
@@ -269,7 +278,7 @@ def bpcer_at_apcer(labels: Any, scores: Any, apcer: float = 0.05) -> float:
     images. Only the observed scores are candidate thresholds, nothing is interpolated.
     ``labels``: 1 = anomaly; ``scores``: higher = more anomalous. Returns a fraction in [0, 1].
     """
-    target = _check_rate(apcer, "apcer")
+    target = check_rate(apcer, "apcer")
     return _curve(labels, scores, "BPCER").at_apcer(target)[2]
 
 
@@ -282,12 +291,12 @@ def evaluate(labels: Any, scores: Any) -> dict[str, float | int]:
     ``n_normal`` and ``n_anomalous``: counts. ``labels``: 1 = anomaly; ``scores``: higher =
     more anomalous.
     """
-    y, s = _check(labels, scores, "AUROC")
-    c = _Curve(y, s)
+    y, s = check_labels_scores(labels, scores, "AUROC")
+    c = RocCurve(y, s)
     return {
         "auroc": c.auroc(),
         "aupr": c.average_precision(),
-        "aupr_normal": _Curve(~y, -s).average_precision(),
+        "aupr_normal": RocCurve(~y, -s).average_precision(),
         "eer": c.eer(),
         "apcer_at_bpcer5": c.at_bpcer(0.05)[1],
         "bpcer_at_apcer5": c.at_apcer(0.05)[2],

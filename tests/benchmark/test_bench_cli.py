@@ -176,3 +176,34 @@ def test_piad_options_by_method_prefix(npz_path, tmp_path):
     assert rec["overrides"] == {"allow_random_vgg": True, "iters": 1} and rec["config"]["iters"] == 1
     assert rec["method_info"]["vgg_weights"] == "random (allow_random_vgg)"
     assert "`allow_random_vgg=true, iters=1`" in (out / "report" / "report.md").read_text()
+
+
+def test_plain_option_reaches_every_method_that_has_it(npz_path, tmp_path):
+    out = tmp_path / "runs"
+    rc, _, stderr = call(["benchmark", "--dataset", "npz", "--data-root", str(npz_path), "--method",
+                          "iforest,mean-distance", "--preset", "tiny", "--set", "n_estimators=5", "--classes", "0",
+                          "--out", str(out), "--quiet", "--no-report"])
+    assert rc == 0, stderr
+    by_method = {r["job"]["method"]: r for r in read_records(out).values()}
+    assert by_method["iforest"]["overrides"] == {"n_estimators": 5}
+    assert by_method["iforest"]["config"]["n_estimators"] == 5
+    assert by_method["mean-distance"]["overrides"] == {}
+
+
+def test_plain_option_no_method_run_has_is_one_error_line(npz_path, tmp_path):
+    rc, stdout, stderr = call(["benchmark", "--dataset", "npz", "--data-root", str(npz_path), "--method",
+                               "mean-distance,iforest", "--preset", "tiny", "--set", "steps=100",
+                               "--out", str(tmp_path / "runs"), "--quiet"])
+    assert rc == 2 and stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fgad: error: --set steps: none of the methods run"), stderr
+
+
+def test_plain_option_goes_to_deepgeo_too():
+    from fgad.benchmark.runner import check_overrides, method_overrides
+
+    overrides = {"steps": 100, "image_size": 16, "ours.steps": 3}
+    assert method_overrides("deepgeo", overrides) == {"steps": 100, "image_size": 16}
+    assert method_overrides("ours", overrides) == {"steps": 3, "image_size": 16}
+    assert method_overrides("mean-distance", overrides) == {}
+    check_overrides(["deepgeo", "ours"], "tiny", overrides)

@@ -210,10 +210,10 @@ def test_shards_together_equal_one_full_run(tmp_path, ref):
 # ----------------------------------------------------------------------------------- failures
 def _failing_method(monkeypatch, bad_class_images, exc_type=ValueError):
     class Fails(MeanDistance):
-        def fit(self, images, **kw):
+        def fit(self, images, context=None):
             if np.array_equal(np.asarray(images), bad_class_images):
                 raise exc_type("boom: this class cannot be fitted")
-            return super().fit(images, **kw)
+            return super().fit(images, context)
 
     monkeypatch.setitem(METHODS, "mean-distance", Method(Fails, "fails on one class", Fails.load))
 
@@ -260,6 +260,8 @@ def test_any_exception_in_one_job_does_not_stop_the_others(tmp_path, ref, monkey
 
 
 # --------------------------------------------------------------------------------------- pool
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_pool_of_two_workers_matches_serial(tmp_path, ref):
     serial, pooled = tmp_path / "serial", tmp_path / "pooled"
     _, r_serial = run(ref, ["mean-distance"], None, "0", serial)

@@ -248,3 +248,24 @@ def test_accepts_lists_tensors_and_integer_arrays(grey_detector, grey_images):
 def test_package_exports():
     assert issubclass(fgad.InputError, fgad.FgadError) and issubclass(fgad.ModelFileError, fgad.FgadError)
     assert issubclass(fgad.ConfigError, fgad.FgadError)
+
+
+@pytest.mark.slow
+def test_loaded_compiled_model_scores(tmp_path):
+    # load() sets every attribute the constructor sets (the compiled network's cache included):
+    # a model saved with compile=true scores after loading (torch.compile on a CPU: ~30 s).
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (6, 16, 16, 1), dtype=np.uint8)
+    test = rng.integers(0, 256, (3, 16, 16, 1), dtype=np.uint8)
+    det = Detector(**TINY, steps=1, image_size=16, compile=True).fit(train, progress=False)
+    loaded = Detector.load(det.save(tmp_path / "model"))
+    assert loaded.config.compile
+    np.testing.assert_allclose(loaded.score(test), det.score(test), rtol=1e-4, atol=1e-5)
+
+
+def test_from_config_and_load_set_the_constructors_attributes(grey_detector, tmp_path):
+    fresh = Detector(**TINY)
+    built = Detector.from_config(fresh.config, "tiny")
+    loaded = Detector.load(grey_detector.save(tmp_path / "model"))
+    assert set(vars(built)) == set(vars(fresh)) == set(vars(loaded))
+    assert built.config == fresh.config and built is not fresh and built.config is not fresh.config

@@ -8,8 +8,8 @@ import torch
 from scipy.special import polygamma
 
 from fgad.errors import ConfigError
-from fgad.methods.deepgeo import (DeepGEO, apply_geom72, fit_dirichlet, fit_dirichlet_stats, inverse_digamma,
-                                  trigamma)
+from fgad.methods import FitContext
+from fgad.methods.deepgeo import DeepGEO, apply_geom72, fit_dirichlet, fit_dirichlet_stats, inverse_digamma, trigamma
 from fgad.tasks import build_task
 
 
@@ -51,7 +51,7 @@ def test_apply_geom72_matches_the_task_views():
 def test_training_length_and_scoring_options(image_sets):
     det = DeepGEO("paper", 0)
     assert det.total_steps(6000) == int(np.ceil(3 * 72 * 6000 / 128))
-    det = DeepGEO("tiny", 0).fit(image_sets["grey"][:2], progress=False)
+    det = DeepGEO("tiny", 0).fit(image_sets["grey"][:2], FitContext(progress=False))
     assert det.alpha.shape == (72, 72) and (det.alpha > 0).all()
     soft = det.score(image_sets["grey"][:2], scoring="softmax")
     assert ((soft < 0) & (soft > -1)).all()  # minus a mean probability

@@ -7,12 +7,19 @@ import pytest
 import torch
 from torch import nn
 
+from fgad.data import one_vs_all
 from fgad.errors import ConfigError, InputError
-from fgad.methods import create_method
-from fgad.methods.deepsad import CENTER_EPS, DeepSAD, DeepSVDD, n_known_classes, n_labelled_anomalies
-from fgad.nets.lenet import (BiasFreeWRN, Cifar10LeNet, Cifar10LeNetDecoder, MnistLeNet, MnistLeNetDecoder,
-                             build_deepsad_nets)
 from fgad.io.preprocess import as_image_array
+from fgad.methods import FitContext, create_method
+from fgad.methods.deepsad import CENTER_EPS, DeepSAD, DeepSVDD, n_known_classes, n_labelled_anomalies
+from fgad.nets.lenet import (
+    BiasFreeWRN,
+    Cifar10LeNet,
+    Cifar10LeNetDecoder,
+    MnistLeNet,
+    MnistLeNetDecoder,
+    build_deepsad_nets,
+)
 
 
 @pytest.mark.parametrize("enc,dec,shape,rep", [
@@ -43,7 +50,7 @@ def test_official_counts():
 
 
 def test_center_rule_and_scores_are_distances(image_sets):
-    det = DeepSVDD("tiny", 0).fit(image_sets["grey"], progress=False)
+    det = DeepSVDD("tiny", 0).fit(image_sets["grey"], FitContext(progress=False))
     c = det.c
     assert ((c.abs() >= CENTER_EPS) | (c == 0)).all()
     with torch.no_grad():
@@ -54,23 +61,25 @@ def test_center_rule_and_scores_are_distances(image_sets):
 def test_fit_from_dataset_records_the_draw(make_dataset):
     ds = make_dataset("grey")
     det = create_method("deepsad-75", "tiny", 3, ratio_known_outlier=0.2)
-    det.fit_from_dataset(ds, "b", progress=False)
+    det.fit(one_vs_all(ds, "b")[0], FitContext(dataset=ds, normal_class="b", progress=False))
     lab = det.info["labelled_anomalies"]
     assert lab["n_anomaly_classes"] == 2 and len(lab["known_classes"]) == 2 and 1 not in lab["known_classes"]
     assert lab["count"] == n_labelled_anomalies(0.2, 4) == len(lab["indices"])
     assert all(ds.y_train[i] in lab["known_classes"] for i in lab["indices"])
     assert "round(0.75" in lab["rule"]
-    again = create_method("deepsad-75", "tiny", 3, ratio_known_outlier=0.2).fit_from_dataset(ds, "b", progress=False)
+    again = create_method("deepsad-75", "tiny", 3, ratio_known_outlier=0.2).fit(
+        one_vs_all(ds, "b")[0], FitContext(dataset=ds, normal_class="b", progress=False))
     assert again.info["labelled_anomalies"]["indices"] == lab["indices"]  # the seed fixes the draw
-    det = create_method("deepsad-10", "tiny", 0, n_known_outliers=2).fit_from_dataset(ds, 0, progress=False)
+    det = create_method("deepsad-10", "tiny", 0, n_known_outliers=2).fit(
+        one_vs_all(ds, 0)[0], FitContext(dataset=ds, normal_class=0, progress=False))
     assert det.info["labelled_anomalies"]["count"] == 2 and len(det.info["labelled_anomalies"]["known_classes"]) == 1
 
 
 def test_labelled_anomalies_are_pushed_away(image_sets):
     x = image_sets["grey"]
     kw = dict(ae_epochs=0, epochs=30, lr=1e-2, batch_size=8)
-    base = DeepSAD("tiny", 0, **kw).fit(x[:4], progress=False)
-    sad = DeepSAD("tiny", 0, **kw).fit(x[:4], labelled_anomalies=x[4:], progress=False)
+    base = DeepSAD("tiny", 0, **kw).fit(x[:4], FitContext(progress=False))
+    sad = DeepSAD("tiny", 0, **kw).fit(x[:4], FitContext(labelled_anomalies=x[4:], progress=False))
     gap = lambda d: d.score(x[4:]).mean() / d.score(x[:4]).mean()  # noqa: E731
     assert gap(sad) > gap(base)
 
@@ -83,8 +92,8 @@ def test_options_and_errors(image_sets):
     with pytest.raises(ConfigError, match="deepsvdd"):
         create_method("deepsvdd", "tiny", 0, known_fraction=0.1)
     with pytest.raises(InputError, match="labelled anomalies"):
-        DeepSAD("tiny", 0).fit(image_sets["grey"], labelled_anomalies=image_sets["colour"], progress=False)
+        DeepSAD("tiny", 0).fit(image_sets["grey"], FitContext(labelled_anomalies=image_sets["colour"], progress=False))
     enc, _ = build_deepsad_nets("wrn", 3, 10, 1)
     assert isinstance(enc, BiasFreeWRN)
-    det = DeepSVDD("tiny", 0, net="wrn").fit(image_sets["grey"][:3], progress=False)  # 28 padded to 32
+    det = DeepSVDD("tiny", 0, net="wrn").fit(image_sets["grey"][:3], FitContext(progress=False))  # 28 padded to 32
     assert np.isfinite(det.score(image_sets["grey"][:3])).all()

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from fgad.errors import ConfigError
-from fgad.methods import get_method
+from fgad.methods import FitContext, get_method
 from fgad.methods.piad import PIAD, GradNormPolicy, ewma
 from fgad.nets.piad_nets import Encoder, Generator, LatentDiscriminator
 from fgad.nets.vgg import LAYER_INDEX, VGG19Features, load_vgg19_weights
@@ -49,7 +49,7 @@ def test_end_to_end_with_weights_file(suffix, vgg_state, image_sets, tmp_path, m
         monkeypatch.setenv("FGAD_VGG19_WEIGHTS", str(path))
         det = PIAD("tiny", 0)
     x = image_sets["grey"][:4]
-    det.fit(x, progress=False)
+    det.fit(x, FitContext(progress=False))
     got = det.vgg.state_dict()
     for k, v in got.items():
         torch.testing.assert_close(v, vgg_state[k], rtol=0, atol=0)
@@ -66,7 +66,7 @@ def test_weights_file_errors(tmp_path):
     bad = tmp_path / "bad.pth"
     torch.save({"features.0.weight": torch.zeros(3, 3)}, bad)
     with pytest.raises(ConfigError, match="features.0"):
-        PIAD("tiny", 0, vgg_weights=str(bad)).fit(np.zeros((2, 32, 32), np.uint8), progress=False)
+        PIAD("tiny", 0, vgg_weights=str(bad)).fit(np.zeros((2, 32, 32), np.uint8), FitContext(progress=False))
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a file")
     with pytest.raises(ConfigError, match="cannot read"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fgad.methods import METHODS, create_method, get_method, list_methods
+from fgad.data import one_vs_all
+from fgad.methods import METHODS, FitContext, create_method, get_method, list_methods
 
 EXTRA = {"piad": {"allow_random_vgg": True}}  # no ImageNet weights in tests
 
@@ -22,18 +23,18 @@ def test_registry_lists_every_baseline():
 @pytest.mark.parametrize("name", list_methods())
 def test_fit_score_save_load(name, kind, image_sets, make_dataset, tmp_path):
     det = create_method(name, "tiny", 0, **EXTRA.get(name, {}))
-    if hasattr(det, "fit_from_dataset"):
+    if det.semi_supervised:
         ds = make_dataset(kind)
-        det.fit_from_dataset(ds, 0, progress=False)
+        det.fit(one_vs_all(ds, 0)[0], FitContext(dataset=ds, normal_class=0, progress=False))
         images = ds.x_test
         assert det.info["labelled_anomalies"]["count"] >= 1
     else:
         images = image_sets[kind]
-        det.fit(images, progress=False)
+        det.fit(images, FitContext(progress=False))
     scores = det.score(images)
     assert isinstance(scores, np.ndarray) and scores.shape == (len(images),)
     assert np.isfinite(scores).all()
-    config = det.config.to_dict() if hasattr(det.config, "to_dict") else dict(det.config)
+    config = det.config_dict()
     assert isinstance(config, dict)
     det.save(tmp_path / "model")
     assert not list((tmp_path / "model").glob("*.pkl"))

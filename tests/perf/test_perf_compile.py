@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from fgad import Detector
+
+pytestmark = pytest.mark.slow  # torch.compile: about 30 s on two cores
 
 
 def test_compiled_scoring_matches_eager_and_compiles_once():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -21,9 +20,9 @@ from typing import Any, Callable
 import torch
 
 from ..errors import ConfigError
-from ..io.fileio import atomic_write_text
-from .jobs import Job, parse_classes, parse_seeds, shard
+from ..io.fileio import atomic_write_text, checkpoint_folder, remove_checkpoints
 from ..io.provenance import git_revision, versions
+from .jobs import Job, parse_classes, parse_seeds, shard
 from .records import RECORD_VERSION, is_done, record_path, write_record
 
 
@@ -59,34 +58,41 @@ class Plan:
 
 
 def method_overrides(method: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """The overrides that apply to ``method``: plain keys are detector config keys (for the
-    Detector-based methods only); ``METHOD.key`` keys are options of that one method."""
-    from ..methods import TASK_SETS
+    """The overrides that apply to ``method``: the plain keys that are options of it, then its
+    ``METHOD.key`` keys (which win)."""
+    from ..methods import get_method
 
     overrides = overrides or {}
-    out = {k: v for k, v in overrides.items() if "." not in k} if method in TASK_SETS else {}
+    options = get_method(method).options
+    out = {k: v for k, v in overrides.items() if "." not in k and k in options}
     prefix = method + "."
     out.update({k[len(prefix):]: v for k, v in overrides.items() if k.startswith(prefix)})
     return out
 
 
-def check_overrides(methods: list[str], preset: str, overrides: dict[str, Any]) -> None:
-    """Fail before any work on an override no selected method takes or accepts."""
-    from ..core.config import resolve_config
-    from ..methods import TASK_SETS, create_method
+def takes_option(methods: list[str], key: str) -> bool:
+    """Whether any of ``methods`` has the option ``key``."""
+    from ..methods import get_method
 
-    resolve_config(preset, {k: v for k, v in overrides.items() if "." not in k})
-    for key in overrides:
-        if "." in key and key.split(".", 1)[0] not in methods:
-            raise ConfigError(f"--set {key}: {key.split('.', 1)[0]!r} is not among the methods run "
-                              f"({', '.join(methods)})")
+    return any(key in get_method(m).options for m in methods)
+
+
+def check_overrides(methods: list[str], preset: str, overrides: dict[str, Any]) -> None:
+    """Fail before any work on an unknown method or preset, a plain key no selected method has as
+    an option, a ``METHOD.key`` for a method not run, or a value a method refuses."""
+    from ..methods import create_method, get_method
+
     for m in methods:
-        if not any(k.startswith(m + ".") for k in overrides):
-            continue
-        if m in TASK_SETS:
-            resolve_config(preset, method_overrides(m, overrides))
-        else:
-            create_method(m, preset=preset, seed=0, **method_overrides(m, overrides))  # checks its options
+        get_method(m)
+    for key in overrides:
+        if "." in key:
+            if key.split(".", 1)[0] not in methods:
+                raise ConfigError(f"--set {key}: {key.split('.', 1)[0]!r} is not among the methods run "
+                                  f"({', '.join(methods)})")
+        elif not takes_option(methods, key):
+            raise ConfigError(f"--set {key}: none of the methods run ({', '.join(methods)}) has this option")
+    for m in methods:
+        create_method(m, preset=preset, seed=0, **method_overrides(m, overrides))  # checks its options
 
 
 def plan_jobs(datasets: list[DataRef], methods: list[str], classes: str | None, seeds: str | None, preset: str,
@@ -118,53 +124,45 @@ def plan_jobs(datasets: list[DataRef], methods: list[str], classes: str | None, 
 
 def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, Any] | None = None,
             device: str | None = None, progress: bool = False) -> dict[str, Any]:
-    """Train and score one job, write its record, return it."""
+    """Train and score one job through the method contract, write its record, return it.
 
+    ``device`` (a worker's GPU) goes to every method with a ``device`` option.
+    """
     from ..data import one_vs_all
-    from ..methods import TASK_SETS, create_method
+    from ..methods import FitContext, get_method
     from ..metrics import auroc, evaluate
-    from ..core.scoring import fuse
 
     t_start = time.perf_counter()
     ds = ref.load()
     x_train, x_test, y_test = one_vs_all(ds, job.normal_class)
+    method = get_method(job.method)
     kwargs = method_overrides(job.method, overrides)
     requested = dict(kwargs)
-    if device and job.method in TASK_SETS:
+    if device and "device" in method.options:
         kwargs["device"] = device
-    det = create_method(job.method, job.preset, job.seed, **kwargs)
+    det = method.factory(job.preset, job.seed, **kwargs)
     ckpt = Path(out_dir) / "checkpoints" / job.dataset / job.method / job.key
+    # The dataset and class let semi-supervised methods (Deep SAD) draw their labelled anomalies;
+    # they record how in ``det.info["labelled_anomalies"]``.
+    context = FitContext(progress=progress, checkpoint_dir=checkpoint_folder(ckpt) if det.resumable else None,
+                         dataset=ds, normal_class=job.normal_class)
     t0 = time.perf_counter()
-    if hasattr(det, "fit_from_dataset"):
-        # Semi-supervised methods (Deep SAD) draw their labelled anomalies from the train split
-        # themselves, and record how in ``det.info["labelled_anomalies"]``.
-        det.fit_from_dataset(ds, job.normal_class, progress=progress)
-    elif job.method in TASK_SETS:
-        det.fit(x_train, checkpoint_dir=ckpt, progress=progress)
-    else:
-        det.fit(x_train, progress=progress)
+    det.fit(x_train, context)
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    task_scores = None
-    if hasattr(det, "score_tasks"):
-        task_scores = det.score_tasks(x_test, progress=progress)
-        scores = -fuse(task_scores, det.config.score_fusion, det.task_terms)
-    else:
-        scores = det.score(x_test)
+    parts = det.score_components(x_test, progress=progress)
+    scores = det.score(x_test) if parts is None else parts.scores
     score_s = time.perf_counter() - t1
-    config = det.config.to_dict() if hasattr(det.config, "to_dict") else dict(det.config)
-    if hasattr(det, "task_terms"):
-        config["task_terms"] = det.task_terms
     record: dict[str, Any] = {
         "fgad_record": RECORD_VERSION,
         "job": job.to_dict(),
-        "config": config,
+        "config": det.config_dict(),
         "overrides": requested,
         "data": {"ref": {"name": ref.name, "root": ref.root, "options": dict(ref.options)}, "info": ds.info,
                  "n_train": int(len(x_train)), "n_test": int(len(x_test))},
         "versions": versions(),
         "git_revision": git_revision(),
-        "device": str(getattr(det, "device", "cpu")),
+        "device": str(det.device),
         "threads": torch.get_num_threads(),  # CPU results depend on it in the last digits
         "timings": {"fit_s": round(fit_s, 3), "score_s": round(score_s, 3),
                     "total_s": round(time.perf_counter() - t_start, 3)},
@@ -172,15 +170,15 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
         "labels": [int(v) for v in y_test],
         "scores": [float(v) for v in scores],
     }
-    if task_scores is not None:
-        record["task_metrics"] = {t: {"auroc": auroc(y_test, -s)} for t, s in task_scores.items()}
-        record["task_scores"] = {t: [float(v) for v in s] for t, s in task_scores.items()}
-    if getattr(det, "info", None):
+    if parts is not None:  # per-task normality sums: higher = more normal
+        record["task_metrics"] = {t: {"auroc": auroc(y_test, -s)} for t, s in parts.components.items()}
+        record["task_scores"] = {t: [float(v) for v in s] for t, s in parts.components.items()}
+    if det.info:
         record["method_info"] = _jsonable(det.info)
     if ds.groups_test is not None:
         record["groups"] = [str(g) for g in ds.groups_test]
     write_record(out_dir, job, record)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    remove_checkpoints(ckpt)
     return record
 
 
@@ -206,7 +204,8 @@ def _run_in_worker(job: Job, ref: DataRef, out_dir: str, overrides: dict[str, An
     return run_job(job, ref, out_dir, overrides, device=_WORKER_DEVICE)
 
 
-def _note_failure(out_dir: str | Path, job: Job, text: str) -> Path:
+def note_failure(out_dir: str | Path, job: Job, text: str) -> Path:
+    """Write a failed job's traceback to ``OUT/errors/<dataset>/<method>/<job key>.txt``; returns the path."""
     path = Path(out_dir) / "errors" / job.dataset / job.method / f"{job.key}.txt"
     atomic_write_text(path, text)
     return path
@@ -236,7 +235,7 @@ def run_plan(plan: Plan, out_dir: str | Path, overrides: dict[str, Any] | None =
                 report(i, job, rec, None)
             except Exception as exc:  # one job's failure must not stop the sweep
                 failed += 1
-                path = _note_failure(out_dir, job, traceback.format_exc())
+                path = note_failure(out_dir, job, traceback.format_exc())
                 report(i, job, None, f"{exc} (details in {path})")
         return done, failed
     n_gpu = torch.cuda.device_count()
@@ -258,9 +257,10 @@ def run_plan(plan: Plan, out_dir: str | Path, overrides: dict[str, Any] | None =
                 report(i, job, rec, None)
             except Exception as exc:  # a worker's failure is one job's failure
                 failed += 1
-                path = _note_failure(out_dir, job, "".join(traceback.format_exception(exc)))
+                path = note_failure(out_dir, job, "".join(traceback.format_exception(exc)))
                 report(i, job, None, f"{exc} (details in {path})")
     return done, failed
 
 
-__all__ = ["DataRef", "Plan", "plan_jobs", "run_job", "run_plan", "record_path"]
+__all__ = ["DataRef", "Plan", "plan_jobs", "run_job", "run_plan", "record_path", "check_overrides",
+           "method_overrides", "takes_option", "note_failure"]

@@ -1,25 +1,52 @@
-"""The detector's configuration: one typed dataclass, named presets, validated overrides.
+"""Configurations: the detector's typed dataclass and presets, and the one validator of every
+method's options.
 
 ``paper`` is the paper's configuration (section 4); where the paper is silent the choice of the
 reference implementations is taken (see ``docs/configuration.md``). ``quick`` is a scaled-down
 preset for a 2-core CPU: it is not the paper's configuration.
+
+:func:`check_config` builds any config dataclass (the detector's, each baseline's) from plain
+values: it refuses unknown keys, checks and converts each value by its field's type annotation,
+then runs the dataclass's ``validate`` (ranges, choices). Every error is one :class:`ConfigError`
+line that names the owner (``detector``, ``deepgeo``...) and the option.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, TypeVar
+
+import numpy as np
 
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
 
+C = TypeVar("C", bound="Config")
+
+
+class Config:
+    """Base of the config dataclasses: ``to_dict`` (JSON-ready) and the ``validate`` hook."""
+
+    #: ``{key: cleared}``: setting ``key`` clears a preset's ``cleared`` (an ``epochs`` asked
+    #: for must not lose to a preset's ``steps``, which takes precedence when set).
+    CLEARS: ClassVar[dict[str, str]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def validate(self) -> None:
+        """Check ranges and choices; raise ConfigError with a message that starts with the option."""
+
 
 @dataclass
-class DetectorConfig:
+class DetectorConfig(Config):
     tasks: tuple[str, ...] = ("geometric", "jigsaw")  # ("geometric",) = MHRot, ("jigsaw",) = jigsaw only
     depth: int = 16  # WideResNet depth, 6n+4
     width: int = 4  # WideResNet widening factor
@@ -49,16 +76,36 @@ class DetectorConfig:
     compile: bool = False  # torch.compile the network
     deterministic: bool = False  # deterministic algorithms on CUDA (slower); CPU runs are deterministic anyway
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["tasks"] = list(self.tasks)
-        d["jigsaw_grid"] = list(self.jigsaw_grid)
-        return d
+    CLEARS: ClassVar[dict[str, str]] = {"epochs": "steps"}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DetectorConfig":
-        cfg = cls()
-        return replace_checked(cfg, data)
+    def from_dict(cls, data: Mapping[str, Any], owner: str = "detector") -> "DetectorConfig":
+        """A checked config from a mapping of keys (missing keys take the defaults)."""
+        return check_config(cls, data, owner)
+
+    def validate(self) -> None:
+        if not self.tasks:
+            raise ConfigError("option 'tasks' must name at least one task")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"option 'tasks' lists a task twice: {list(self.tasks)}")
+        if any(v < 1 for v in self.jigsaw_grid):
+            raise ConfigError(f"option 'jigsaw_grid' must be two positive integers, got {list(self.jigsaw_grid)}")
+        for k in ("depth", "width", "image_size", "batch_size", "score_batch_size", "checkpoint_every", "jigsaw_k",
+                  "steps"):
+            if getattr(self, k) is not None and getattr(self, k) < 1:
+                raise ConfigError(f"option {k!r} must be >= 1, got {getattr(self, k)}")
+        if self.steps is None and self.epochs is None:
+            raise ConfigError("set a training length: 'epochs' or 'steps'")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"option 'epochs' must be > 0, got {self.epochs}")
+        for k in ("head_dropout", "block_dropout"):
+            if not 0.0 <= getattr(self, k) < 1.0:
+                raise ConfigError(f"option {k!r} must be in [0, 1), got {getattr(self, k)}")
+        if not 0.0 < self.shift_fraction < 1.0:
+            raise ConfigError(f"option 'shift_fraction' must be in (0, 1), got {self.shift_fraction}")
+        if self.lr <= 0:
+            raise ConfigError(f"option 'lr' must be > 0, got {self.lr}")
+        check_choice("score_fusion", self.score_fusion, ("sum", "mean"))
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -78,64 +125,121 @@ PRESET_NOTES = {
     "tiny": "for tests",
 }
 
-_FIELDS = {f.name: f for f in dataclasses.fields(DetectorConfig)}
-_CHOICES = {"score_fusion": ("sum", "mean")}
+
+# ------------------------------------------------------------------------------ the validator
+def check_config(cls: type[C], values: Mapping[str, Any], owner: str) -> C:
+    """``cls`` built from ``values`` (missing keys: the defaults), checked.
+
+    Unknown keys, values that do not match their field's annotation (ints are accepted for
+    floats, a comma-separated string for a tuple of strings, one number for a fixed-size tuple of
+    numbers) and ``cls.validate`` failures raise one-line ConfigErrors prefixed by ``owner``.
+    """
+    fields = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{owner}: unknown config key(s): {', '.join(unknown)}; known: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    cfg = cls(**{k: check_value(f"{owner}: option {k!r}", v, hints[k]) for k, v in values.items()})
+    try:
+        cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{owner}: {exc}") from None
+    return cfg
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Check one value against the field's type; ints are accepted for floats."""
-    default = getattr(DetectorConfig(), name)
-    ftype = _FIELDS[name].type
-    if name == "tasks":
-        if isinstance(value, str):
-            value = tuple(v.strip() for v in value.split(",") if v.strip())
-        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"config key 'tasks' must be a non-empty list of task names, got {value!r}")
-        if len(set(value)) != len(value):
-            raise ConfigError(f"config key 'tasks' lists a task twice: {value!r}")
-        return tuple(value)
-    if name == "jigsaw_grid":
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = (value, value)
-        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
-            raise ConfigError(f"config key 'jigsaw_grid' must be two positive integers, got {value!r}")
-        return tuple(value)
-    optional = "None" in str(ftype)
+def resolve_preset(cls: type[C], presets: Mapping[str, Mapping[str, Any]], preset: str, options: Mapping[str, Any],
+                   owner: str) -> C:
+    """The preset's values with ``options`` over them, checked by :func:`check_config`."""
+    if preset not in presets:
+        raise ConfigError(f"{owner}: unknown preset {preset!r}; known: {', '.join(presets)}")
+    values = {**presets[preset], **options}
+    for key, cleared in cls.CLEARS.items():
+        if key in options and cleared not in options:
+            values[cleared] = None
+    return check_config(cls, values, owner)
+
+
+def check_value(what: str, value: Any, annotation: Any) -> Any:
+    """``value`` converted to the type ``annotation`` describes, or ConfigError ``"{what} must be ..."``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        if value is None:
+            if len(kinds) < len(args):
+                return None
+            raise ConfigError(f"{what} cannot be null")
+        if len(kinds) == 1:
+            return check_value(what, value, kinds[0])
+        for kind in kinds:
+            try:
+                return check_value(what, value, kind)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{what} must be {' or '.join(map(_describe, kinds))}, got {value!r}")
     if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"config key {name!r} cannot be null")
-    base = type(default) if default is not None else float
-    if name in ("steps", "score_batch_size"):
-        base = int
-    if base is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key {name!r} must be true or false, got {value!r}")
-    elif base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {name!r} must be an integer, got {value!r}")
-    elif base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {name!r} must be a number, got {value!r}")
-        value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(f"config key {name!r} must be finite, got {value!r}")
-    elif base is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"config key {name!r} must be a string, got {value!r}")
-    if name in _CHOICES and value not in _CHOICES[name]:
-        raise ConfigError(f"config key {name!r} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+        raise ConfigError(f"{what} cannot be null")
+    if origin is tuple:
+        return _check_tuple(what, value, args)
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}
+    if annotation not in ok:
+        raise TypeError(f"{what}: unsupported annotation {annotation!r}")
+    if not ok[annotation](value):
+        raise ConfigError(f"{what} must be {_describe(annotation)}, got {value!r}")
+    value = annotation(value)
+    if annotation is float and not math.isfinite(value):
+        raise ConfigError(f"{what} must be finite, got {value!r}")
     return value
 
 
-def replace_checked(cfg: DetectorConfig, overrides: dict[str, Any]) -> DetectorConfig:
-    unknown = sorted(set(overrides) - set(_FIELDS))
-    if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}; known: {', '.join(_FIELDS)}")
-    new = dataclasses.replace(cfg, **{k: _coerce(k, v) for k, v in overrides.items()})
-    _check_ranges(new)
-    return new
+def _check_tuple(what: str, value: Any, args: tuple) -> tuple:
+    variable = len(args) == 2 and args[1] is Ellipsis
+    kinds = [args[0]] if variable else list(args)
+    if variable and kinds[0] is str and isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    elif not variable and len(set(kinds)) == 1 and not isinstance(value, (list, tuple, str)):
+        value = [value] * len(kinds)  # one number for a square grid
+    if not isinstance(value, (list, tuple)) or (not variable and len(value) != len(kinds)):
+        raise ConfigError(f"{what} must be {_describe(tuple[tuple(args)])}, got {value!r}")
+    per_item = kinds * len(value) if variable else kinds
+    try:
+        return tuple(check_value(what, v, k) for v, k in zip(value, per_item))
+    except ConfigError:
+        raise ConfigError(f"{what} must be {_describe(tuple[tuple(args)])}, got {value!r}") from None
+
+
+def _describe(annotation: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if annotation in names:
+        return names[annotation]
+    args = typing.get_args(annotation)
+    plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+    if len(args) == 2 and args[1] is Ellipsis:
+        return f"a list of {plural.get(args[0], 'values')}"
+    return f"{len(args)} {plural.get(args[0], 'values')}"
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    """For ``validate``: ``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"option {name!r} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def check_positive(cfg: Any, *names: str, allow_zero: bool = False) -> None:
+    """For ``validate``: each named option, unless None, must be > 0 (>= 0 with ``allow_zero``)."""
+    for n in names:
+        v = getattr(cfg, n)
+        if v is not None and ((v < 0) if allow_zero else (v <= 0)):
+            raise ConfigError(f"option {n!r} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+
+
+# ------------------------------------------------------------------------------ the detector's
+def resolve_config(preset: str = "quick", overrides: Mapping[str, Any] | None = None, *,
+                   owner: str = "detector") -> DetectorConfig:
+    """The preset's detector configuration with ``overrides`` applied and checked."""
+    return resolve_preset(DetectorConfig, PRESETS, preset, overrides or {}, owner)
 
 
 def score_batch_size(cfg: DetectorConfig, device: torch.device) -> int:
@@ -143,39 +247,6 @@ def score_batch_size(cfg: DetectorConfig, device: torch.device) -> int:
     if cfg.score_batch_size is not None:
         return cfg.score_batch_size
     return 128 if device.type == "cuda" else 8
-
-
-def _check_ranges(cfg: DetectorConfig) -> None:
-    positive = ["depth", "width", "image_size", "batch_size", "score_batch_size", "checkpoint_every", "jigsaw_k"]
-    for k in positive:
-        if getattr(cfg, k) is not None and getattr(cfg, k) < 1:
-            raise ConfigError(f"config key {k!r} must be >= 1, got {getattr(cfg, k)}")
-    if cfg.steps is None and cfg.epochs is None:
-        raise ConfigError("set a training length: 'epochs' or 'steps'")
-    if cfg.steps is not None and cfg.steps < 1:
-        raise ConfigError(f"config key 'steps' must be >= 1, got {cfg.steps}")
-    if cfg.epochs is not None and cfg.epochs <= 0:
-        raise ConfigError(f"config key 'epochs' must be > 0, got {cfg.epochs}")
-    for k in ("head_dropout", "block_dropout"):
-        if not 0.0 <= getattr(cfg, k) < 1.0:
-            raise ConfigError(f"config key {k!r} must be in [0, 1), got {getattr(cfg, k)}")
-    if not 0.0 < cfg.shift_fraction < 1.0:
-        raise ConfigError(f"config key 'shift_fraction' must be in (0, 1), got {cfg.shift_fraction}")
-    if cfg.lr <= 0:
-        raise ConfigError(f"config key 'lr' must be > 0, got {cfg.lr}")
-
-
-def resolve_config(preset: str = "quick", overrides: dict[str, Any] | None = None) -> DetectorConfig:
-    """The preset's configuration with ``overrides`` applied and checked."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    cfg = replace_checked(DetectorConfig(), PRESETS[preset])
-    if overrides:
-        # A preset that sets 'steps' would override an 'epochs' the user asked for.
-        if "epochs" in overrides and "steps" not in overrides:
-            overrides = {**overrides, "steps": None}
-        cfg = replace_checked(cfg, overrides)
-    return cfg
 
 
 def load_config_file(path: str) -> dict[str, Any]:

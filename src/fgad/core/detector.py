@@ -12,32 +12,29 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection, Iterator
 
 import numpy as np
 import torch
 from torch import nn
-from safetensors.torch import save_file
 
 from .config import DetectorConfig, resolve_config, score_batch_size
 from ..errors import InputError, ModelFileError
-from ..io.fileio import atomic_directory
+from ..io.modelfolder import CONFIG_FILE, WEIGHTS_FILE, read_model_folder, save_model_folder  # noqa: F401 (re-exported)
 from ..nets import MultiTaskNet, WideResNet
 from ..io.preprocess import as_image_array, check_image_shape, conform_images, to_tensor
-from ..io.provenance import git_revision, versions
-from ..io.safeload import load_state_checked, read_safetensors
+from ..io.provenance import versions
+from ..io.safeload import load_state_checked
 from .scoring import fuse, true_class_probability_sum
 from .seeding import enable_determinism, seed_everything
 from ..tasks import Task, build_task
-from .training import train
+from .precision import autocast
+from .training import EvalHook, train
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+FORMAT = "fgad-detector"
 LOG_FILE = "training_log.json"
-FORMAT_VERSION = 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,7 +58,18 @@ class Detector:
     """
 
     def __init__(self, preset: str = "quick", **overrides: Any):
-        self.config: DetectorConfig = resolve_config(preset, overrides)
+        self._setup(resolve_config(preset, overrides), preset)
+
+    @classmethod
+    def from_config(cls, config: DetectorConfig, preset: str = "custom") -> "Detector":
+        """An unfitted detector with a resolved ``config`` (checked again); ``preset`` names its origin."""
+        det = cls.__new__(cls)
+        det._setup(DetectorConfig.from_dict(config.to_dict()), preset)
+        return det
+
+    def _setup(self, config: DetectorConfig, preset: str) -> None:
+        """Every attribute, unfitted: the one place ``__init__``, ``from_config`` and ``load`` set them."""
+        self.config = config
         self.preset = preset
         self.tasks: dict[str, Task] = {}
         self.net: MultiTaskNet | None = None
@@ -72,7 +80,14 @@ class Detector:
         self._compiled: tuple[nn.Module, nn.Module] | None = None  # (network, its torch.compile wrapper)
 
     # ----------------------------------------------------------------------------- building
-    def _build(self, channels: int, task_states: dict[str, dict] | None = None) -> None:
+    def build_network(self, channels: int, task_states: dict[str, dict] | None = None, *,
+                      device: torch.device | None = None) -> None:
+        """Build ``self.tasks`` and a freshly initialised ``self.net`` for images of ``channels``
+        channels (initial weights from torch's global generator: seed it first for a given run).
+
+        ``task_states``: the tasks' saved states (:meth:`load`) instead of the config's. With
+        ``device``, the network is moved there, in the config's memory layout.
+        """
         cfg = self.config
         self.tasks = {}
         for name in cfg.tasks:
@@ -87,6 +102,10 @@ class Detector:
             self.tasks[name] = build_task(name, **params)
         backbone = WideResNet(cfg.depth, cfg.width, channels, cfg.block_dropout)
         self.net = MultiTaskNet(backbone, {n: t.n_outputs for n, t in self.tasks.items()}, cfg.head_dropout)
+        if device is not None:
+            self.net.to(device)
+            if cfg.channels_last:
+                self.net.to(memory_format=torch.channels_last)
 
     @property
     def is_fitted(self) -> bool:
@@ -97,11 +116,15 @@ class Detector:
         return resolve_device(self.config.device)
 
     # ----------------------------------------------------------------------------- training
-    def fit(self, images: Any, *, checkpoint_dir: str | Path | None = None, progress: bool = True) -> "Detector":
+    def fit(self, images: Any, *, checkpoint_dir: str | Path | None = None, progress: bool | str = True,
+            evaluate: EvalHook | None = None, eval_every: int | Collection[int] | None = None) -> "Detector":
         """Train on normal images only (uint8 N×H×W or N×H×W×C, or a dataset's ``x_train``).
 
         With ``checkpoint_dir``, training checkpoints go there and an interrupted run given the
-        same folder resumes from its last checkpoint.
+        same folder resumes from its last checkpoint. ``progress``: a progress bar (a string
+        labels it). ``evaluate(steps_done, net)``: a hook run during training at the step counts
+        chosen by ``eval_every`` (see :func:`fgad.core.training.train`); it does not change the
+        weights (:func:`fgad.tools.diagnose.diagnose` uses it).
         """
         x_np = as_image_array(images, "training images")
         if x_np.shape[0] < 2:
@@ -112,13 +135,11 @@ class Detector:
         if cfg.deterministic:
             enable_determinism()
         self.input_shape = tuple(int(s) for s in x_np.shape[1:])
-        self._build(self.input_shape[2])
-        self.net.to(device)
-        if cfg.channels_last:
-            self.net.to(memory_format=torch.channels_last)
+        self.build_network(self.input_shape[2], device=device)
         x = to_tensor(x_np, cfg.image_size)
         t0 = time.perf_counter()
-        self.history = train(self.net, self.tasks, x, cfg, device, checkpoint_dir=checkpoint_dir, progress=progress)
+        self.history = train(self.net, self.tasks, x, cfg, device, checkpoint_dir=checkpoint_dir, progress=progress,
+                             evaluate=evaluate, eval_every=eval_every)
         self.net.eval()
         self.decision = None  # a threshold calibrated on another network no longer holds
         self.info = {"n_train": int(x_np.shape[0]), "fit_s": round(time.perf_counter() - t0, 3),
@@ -141,11 +162,41 @@ class Detector:
         Images must have the training images' size and channels; with ``conform=True`` others are
         converted (grey ↔ colour, see :func:`fgad.io.preprocess.conform_images`) and resized instead.
         """
+        device = self.device
+        labels = {n: t.labels().to(device) for n, t in self.tasks.items()}
+        out: dict[str, list[torch.Tensor]] = {n: [] for n in self.tasks}  # on the device: no sync per batch
+        for logits in self.view_logits(images, progress=progress, conform=conform):
+            for n, t in self.tasks.items():
+                out[n].append(true_class_probability_sum(logits[n], labels[n], t.head_sizes))
+        return {n: torch.cat(v).cpu().numpy().astype(np.float64) for n, v in out.items()}
+
+    @torch.inference_mode()
+    def view_logits(self, images: Any, *, progress: bool = False,
+                    conform: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+        """The scoring pass: per batch of :meth:`image_batches`, per task the float32 logits
+        B×V×outputs of the network on the task's V test-time views (the padding rows dropped).
+
+        :meth:`score_tasks` and the explanations (:mod:`fgad.tools.explain`) both read these;
+        :mod:`fgad.core.scoring` turns them into probabilities and scores.
+        """
+        device = self.device
+        for xb, n_real in self.image_batches(images, progress=progress, conform=conform):
+            views = {n: t.views(xb, train=False) for n, t in self.tasks.items()}
+            logits = self.forward_views({n: v.flatten(0, 1) for n, v in views.items()}, device)
+            yield {n: logits[n].view(xb.shape[0], t.n_views, -1)[:n_real] for n, t in self.tasks.items()}
+
+    def image_batches(self, images: Any, *, progress: bool = False,
+                      conform: bool = False) -> Iterator[tuple[torch.Tensor, int]]:
+        """The images, checked (see :meth:`score_tasks`), preprocessed on the device in batches of
+        the scoring batch size: yields ``(B×C×S×S float tensor, n_real)``, the network in eval mode.
+
+        Only the first ``n_real`` rows are images: with ``config.compile`` the last batch is
+        padded to the full size (one batch shape for the compiled network) with copies of its
+        first image; eval mode scores every image on its own, so callers drop those rows.
+        """
         x_np = self._check_input(images, conform)
         cfg, device = self.config, self.device
         self.net.to(device).eval()
-        out: dict[str, list[torch.Tensor]] = {n: [] for n in self.tasks}  # on the device: no sync per batch
-        labels = {n: t.labels().to(device) for n, t in self.tasks.items()}
         bs = score_batch_size(cfg, device)
         from tqdm.auto import tqdm
 
@@ -153,25 +204,15 @@ class Detector:
             chunk = x_np[start : start + bs]
             n_real = chunk.shape[0]
             if cfg.compile and n_real < bs and len(x_np) > bs:
-                # One batch shape for the compiled network: pad the last batch with copies of its
-                # first image (eval mode scores every image on its own) and drop their scores.
                 chunk = np.concatenate([chunk, np.repeat(chunk[:1], bs - n_real, axis=0)])
-            xb = to_tensor(chunk, cfg.image_size, device)
-            views = {n: t.views(xb, train=False) for n, t in self.tasks.items()}
-            logits = self.forward_views({n: v.flatten(0, 1) for n, v in views.items()}, device)
-            for n, t in self.tasks.items():
-                lg = logits[n].view(xb.shape[0], t.n_views, -1)[:n_real]
-                out[n].append(true_class_probability_sum(lg, labels[n], t.head_sizes))
-        return {n: torch.cat(v).cpu().numpy().astype(np.float64) for n, v in out.items()}
+            yield to_tensor(chunk, cfg.image_size, device), n_real
 
     def forward_views(self, views: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         """Float32 logits of the network on flat views per task, with the config's layout and precision."""
         cfg = self.config
         if cfg.channels_last:
             views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") \
-            else torch.autocast(device.type, enabled=False)
-        with autocast:
+        with autocast(cfg, device):
             out = self._inference_net()(views)
         return {k: v.float() for k, v in out.items()}
 
@@ -242,24 +283,15 @@ class Detector:
 
     # ----------------------------------------------------------------------------- files
     def save(self, path: str | Path) -> Path:
-        """Write weights (safetensors) and config (JSON) into the folder ``path``, atomically."""
+        """Write weights (safetensors), config and training log (JSON) into the folder ``path``, atomically."""
         if not self.is_fitted:
             raise InputError("the detector is not fitted: nothing to save")
-        meta = {
-            "format": "fgad-detector", "format_version": FORMAT_VERSION, "preset": self.preset,
-            "config": self.config.to_dict(), "input_shape": list(self.input_shape),
-            "tasks": {n: t.state() for n, t in self.tasks.items()},
-            "task_terms": self.task_terms, "info": self.info, "versions": versions(),
-            "git_revision": git_revision(),
-        }
+        meta = {"preset": self.preset, "config": self.config.to_dict(), "input_shape": list(self.input_shape),
+                "tasks": {n: t.state() for n, t in self.tasks.items()}, "task_terms": self.task_terms,
+                "info": self.info}
         if self.decision is not None:
             meta["decision"] = self.decision
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        with atomic_directory(path) as tmp:
-            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "fgad-detector"})
-            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-            (tmp / LOG_FILE).write_text(json.dumps(self.history, indent=1) + "\n")
-        return Path(path)
+        return save_model_folder(path, FORMAT, meta, self.net.state_dict(), extra_json={LOG_FILE: self.history})
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None) -> "Detector":
@@ -269,35 +301,23 @@ class Detector:
             ModelFileError: missing files, or tensors whose names, shapes or dtypes do not match
                 the configuration.
         """
-        path = Path(path)
-        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
-            raise ModelFileError(f"{path}: not a saved fgad model (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+        folder = read_model_folder(path, FORMAT, "fgad")
         try:
-            meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelFileError(f"{path / CONFIG_FILE}: unreadable model config ({exc})") from exc
-        if not isinstance(meta, dict) or meta.get("format") != "fgad-detector":
-            raise ModelFileError(f"{path / CONFIG_FILE}: not an fgad detector config")
-        det = cls.__new__(cls)
-        try:
-            det.config = DetectorConfig.from_dict(meta["config"])
+            values = dict(folder.get("config"))
             if device is not None:
-                det.config.device = device
-            det.preset = str(meta.get("preset", "custom"))
-            det.input_shape = tuple(int(v) for v in meta["input_shape"])
-            det.info = dict(meta.get("info", {}))
-            det.history = []
-            if (path / LOG_FILE).is_file():  # kept so that a re-save does not drop the log
-                log = json.loads((path / LOG_FILE).read_text(encoding="utf-8"))
-                det.history = log if isinstance(log, list) else []
-            det.decision = _load_decision(meta.get("decision"))
+                values["device"] = device
+            det = cls.from_config(DetectorConfig.from_dict(values), str(folder.meta.get("preset", "custom")))
+            det.input_shape = tuple(int(v) for v in folder.get("input_shape"))
             if len(det.input_shape) != 3 or det.input_shape[2] not in (1, 3):
                 raise ValueError(f"bad input_shape {det.input_shape}")
-            det._build(det.input_shape[2], task_states=meta["tasks"])
+            det.info = dict(folder.meta.get("info", {}))
+            log = folder.read_json(LOG_FILE)  # kept so that a re-save does not drop the log
+            det.history = log if isinstance(log, list) else []
+            det.decision = _load_decision(folder.meta.get("decision"))
+            det.build_network(det.input_shape[2], task_states=folder.get("tasks"))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path / CONFIG_FILE}: invalid model config ({exc})") from exc
-        tensors = read_safetensors(path / WEIGHTS_FILE)
-        load_state_checked(det.net, tensors, path / WEIGHTS_FILE)
+            raise ModelFileError(f"{folder.config_path}: invalid model config ({exc})") from exc
+        load_state_checked(det.net, folder.tensors(), folder.path / WEIGHTS_FILE)
         det.net.to(det.device).eval()
         return det
 

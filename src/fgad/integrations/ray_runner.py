@@ -18,16 +18,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingDependencyError
 from ..benchmark.jobs import Job
-from ..benchmark.runner import DataRef, Plan, _note_failure, run_job
+from ..benchmark.runner import DataRef, Plan, note_failure, run_job
 
 
 def require_ray():
     try:
         import ray
     except ImportError as exc:
-        raise ConfigError("--ray needs Ray: pip install 'fgad[ray]' (or pip install 'ray>=2.9')") from exc
+        raise MissingDependencyError("--ray needs Ray: pip install 'fgad[ray]' (or pip install 'ray>=2.9')") from exc
     return ray
 
 
@@ -109,7 +109,7 @@ def run_plan_ray(plan: Plan, out_dir: str | Path, overrides: dict[str, Any] | No
                 except Exception as exc:  # one job's failure must not stop the sweep
                     failed += 1
                     cause = getattr(exc, "cause", None) or exc
-                    path = _note_failure(out_dir, job, "".join(traceback.format_exception(exc)))
+                    path = note_failure(out_dir, job, "".join(traceback.format_exception(exc)))
                     log(f"{tag}: FAILED: {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''} "
                         f"(details in {path})")
         return done, failed

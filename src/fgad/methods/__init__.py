@@ -1,9 +1,8 @@
 """Method registry: every detector the benchmark can run, by name.
 
-A method is a factory ``(preset, seed, **overrides) -> detector`` whose detector has
-``fit(images)``, ``score(images)`` (anomaly scores, higher = more anomalous), ``save(path)`` and
-a ``load(path)`` classmethod; self-supervised ones also have ``score_tasks`` and ``task_terms``.
-A new method is one module plus one entry below.
+Every method is an :class:`~fgad.methods.base.AnomalyDetector`: ``fit(images, context)``,
+``score(images)`` (anomaly scores, higher = more anomalous), optional ``score_components``,
+``save(path)`` and a ``load(path)`` classmethod. A new method is one module plus one entry below.
 """
 
 from __future__ import annotations
@@ -12,45 +11,52 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from . import classical, deepgeo, deepsad, piad
+from .base import AnomalyDetector, ComponentScores, FitContext
+from .classical import OCSVM, IForest
+from .deepgeo import DeepGEO
+from .deepsad import DeepSAD10, DeepSAD25, DeepSAD75, DeepSVDD
+from .goad import GOAD
 from .mean_distance import MeanDistance
-from .selfsup import TASK_SETS, make_factory
+from .piad import PIAD
+from .selfsup import TASK_SETS, JigsawOnly, MHRot, Ours, RotationOnly, TranslationOnly
 
 
 @dataclass(frozen=True)
 class Method:
-    factory: Callable[..., Any]
+    """A registered method: ``factory(preset, seed, **options)`` makes an unfitted detector,
+    ``loader(path, device=None)`` loads a saved one."""
+
+    factory: type[AnomalyDetector]
     summary: str
-    loader: Callable[..., Any]
+    loader: Callable[..., AnomalyDetector]
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The option names the method takes."""
+        return self.factory.options()
 
 
-def _detector_load(path, **kw):
-    from ..core.detector import Detector
-
-    return Detector.load(path, **kw)
+def _entry(cls: type[AnomalyDetector], summary: str) -> Method:
+    return Method(cls, summary, cls.load)
 
 
-METHODS: dict[str, Method] = {
-    "ours": Method(make_factory("ours"), "geometric + jigsaw tasks (the paper's method)", _detector_load),
-    "mhrot": Method(make_factory("mhrot"), "geometric task only (MHRot)", _detector_load),
-    "jigsaw": Method(make_factory("jigsaw"), "jigsaw task only", _detector_load),
-    "rotation": Method(make_factory("rotation"), "rotation task only (RotNet)", _detector_load),
-    "translation": Method(make_factory("translation"), "translation task only", _detector_load),
-    "mean-distance": Method(MeanDistance, "floor: distance to the mean normal image", MeanDistance.load),
-    "deepgeo": Method(deepgeo.factory, "DeepGEO/GEOM: 72 geometric transformations, Dirichlet scoring",
-                      deepgeo.DeepGEO.load),
-    "deepsvdd": Method(deepsad.svdd_factory, "Deep SVDD: bias-free encoder, distance to a centre (no labels)",
-                       deepsad.load),
-    "deepsad-10": Method(deepsad.sad_factory(0.10), "Deep SAD, 10% of the anomaly classes labelled", deepsad.load),
-    "deepsad-25": Method(deepsad.sad_factory(0.25), "Deep SAD, 25% of the anomaly classes labelled", deepsad.load),
-    "deepsad-75": Method(deepsad.sad_factory(0.75), "Deep SAD, 75% of the anomaly classes labelled", deepsad.load),
-    "piad": Method(piad.factory, "PIAD: adversarial autoencoder, relative perceptual L1 (needs VGG-19 weights)",
-                   piad.PIAD.load),
-    "ocsvm": Method(classical.ocsvm_factory, "one-class SVM (RBF) on raw pixels or backbone features",
-                    classical.OCSVM.load),
-    "iforest": Method(classical.iforest_factory, "Isolation Forest on raw pixels or backbone features",
-                      classical.IForest.load),
-}
+METHODS: dict[str, Method] = {m.factory.name: m for m in [
+    _entry(Ours, "geometric + jigsaw tasks (the paper's method)"),
+    _entry(MHRot, "geometric task only (MHRot)"),
+    _entry(JigsawOnly, "jigsaw task only"),
+    _entry(RotationOnly, "rotation task only (RotNet)"),
+    _entry(TranslationOnly, "translation task only"),
+    _entry(MeanDistance, "floor: distance to the mean normal image"),
+    _entry(DeepGEO, "DeepGEO/GEOM: 72 geometric transformations, Dirichlet scoring"),
+    _entry(GOAD, "GOAD: 72 geometric transformations, distances to per-transformation centres"),
+    _entry(DeepSVDD, "Deep SVDD: bias-free encoder, distance to a centre (no labels)"),
+    _entry(DeepSAD10, "Deep SAD, 10% of the anomaly classes labelled"),
+    _entry(DeepSAD25, "Deep SAD, 25% of the anomaly classes labelled"),
+    _entry(DeepSAD75, "Deep SAD, 75% of the anomaly classes labelled"),
+    _entry(PIAD, "PIAD: adversarial autoencoder, relative perceptual L1 (needs VGG-19 weights)"),
+    _entry(OCSVM, "one-class SVM (RBF) on raw pixels or backbone features"),
+    _entry(IForest, "Isolation Forest on raw pixels or backbone features"),
+]}
 
 
 def list_methods() -> list[str]:
@@ -63,9 +69,10 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def create_method(name: str, preset: str = "quick", seed: int = 0, **overrides: Any) -> Any:
+def create_method(name: str, preset: str = "quick", seed: int = 0, **options: Any) -> AnomalyDetector:
     """A fresh, unfitted detector of method ``name``."""
-    return get_method(name).factory(preset=preset, seed=seed, **overrides)
+    return get_method(name).factory(preset=preset, seed=seed, **options)
 
 
-__all__ = ["METHODS", "Method", "TASK_SETS", "create_method", "get_method", "list_methods", "MeanDistance"]
+__all__ = ["METHODS", "Method", "TASK_SETS", "AnomalyDetector", "ComponentScores", "FitContext", "create_method",
+           "get_method", "list_methods", "MeanDistance"]

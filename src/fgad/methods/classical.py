@@ -33,14 +33,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, InputError, ModelFileError
-from ..io.preprocess import as_image_array
+from ..core.config import Config, check_positive
 from ..core.seeding import seed_everything
-from . import _common as C
+from ..errors import ConfigError, ModelFileError
+from ..io.modelfolder import ModelFolder
+from ..io.preprocess import as_image_array, to_tensor
+from ..io.provenance import versions
+from .base import AnomalyDetector, FitContext, SavedState
+from .common import Timer, check_images
 
 
 @dataclass
-class ClassicalConfig(C.MethodConfig):
+class ClassicalConfig(Config):
     features: str = "raw"  # "raw" or "wrn:<folder of a saved fgad Detector>"
     feature_batch_size: int = 256
     device: str = "auto"
@@ -49,7 +53,7 @@ class ClassicalConfig(C.MethodConfig):
     def validate(self) -> None:
         if self.features != "raw" and not (self.features.startswith("wrn:") and len(self.features) > 4):
             raise ConfigError(f"option 'features' must be 'raw' or 'wrn:<model folder>', got {self.features!r}")
-        C.check_positive("classical", self, "feature_batch_size")
+        check_positive(self, "feature_batch_size")
 
 
 @dataclass
@@ -60,15 +64,14 @@ class OCSVMConfig(ClassicalConfig):
     def validate(self) -> None:
         super().validate()
         if not 0.0 < self.nu <= 1.0:
-            raise ConfigError(f"ocsvm: option 'nu' must be in (0, 1], got {self.nu}")
+            raise ConfigError(f"option 'nu' must be in (0, 1], got {self.nu}")
         if self.gamma not in ("scale", "auto"):
             try:
                 ok = float(self.gamma) > 0
             except ValueError:
                 ok = False
             if not ok:
-                raise ConfigError(f"ocsvm: option 'gamma' must be 'scale', 'auto' or a positive number, "
-                                  f"got {self.gamma!r}")
+                raise ConfigError(f"option 'gamma' must be 'scale', 'auto' or a positive number, got {self.gamma!r}")
 
 
 @dataclass
@@ -78,41 +81,37 @@ class IForestConfig(ClassicalConfig):
 
     def validate(self) -> None:
         super().validate()
-        C.check_positive("iforest", self, "n_estimators")
+        check_positive(self, "n_estimators")
         if self.max_samples != "auto" and not (self.max_samples.isdigit() and int(self.max_samples) > 0):
-            raise ConfigError(f"iforest: option 'max_samples' must be 'auto' or a positive integer, "
-                              f"got {self.max_samples!r}")
+            raise ConfigError(f"option 'max_samples' must be 'auto' or a positive integer, got {self.max_samples!r}")
 
 
 OCSVM_PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "quick": {}, "tiny": {}}
 IFOREST_PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "quick": {}, "tiny": {"n_estimators": 20}}
 
 
-def _normalise_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    out = dict(overrides)
+def _numbers_as_text(options: dict[str, Any]) -> dict[str, Any]:
+    """``gamma`` and ``max_samples`` also take numbers; the config keeps their text."""
+    out = dict(options)
     for k in ("gamma", "max_samples"):
         if k in out and isinstance(out[k], (int, float)) and not isinstance(out[k], bool):
             out[k] = repr(out[k])
     return out
 
 
-class _Classical:
-    name = ""
-    _fmt = ""
-    _config_cls: type = ClassicalConfig
-    _presets: dict[str, dict[str, Any]] = {}
+class Classical(AnomalyDetector):
+    """Base of the classical baselines: features (raw pixels or a saved backbone's), then a
+    scikit-learn model kept as arrays and scored in NumPy."""
 
-    def __init__(self, preset: str = "quick", seed: int = 0, **overrides: Any):
-        self.config = C.resolve_config(self._config_cls, self._presets, self.name, preset, seed,
-                                       _normalise_overrides(overrides))
-        self.preset = preset
-        self.input_shape: tuple[int, int, int] | None = None
-        self.info: dict[str, Any] = {}
-        self._extractor = None
+    file_format: str
 
-    @property
-    def device(self) -> torch.device:
-        return C.device_of(self.config.device)
+    def __init__(self, preset: str = "quick", seed: int = 0, **options: Any):
+        super().__init__(preset, seed, **_numbers_as_text(options))
+
+    def _setup(self, config: ClassicalConfig, preset: str) -> None:
+        super()._setup(config, preset)
+        self.sklearn_model: Any = None  # the fitted scikit-learn model, in memory only (for comparisons)
+        self._extractor = None  # the backbone Detector of features="wrn:..."
 
     # ----------------------------------------------------------------------------- features
     def _features(self, x_np: np.ndarray) -> np.ndarray:
@@ -120,9 +119,7 @@ class _Classical:
         if cfg.features == "raw":
             return x_np.reshape(len(x_np), -1).astype(np.float64) / 255.0
         det = self._backbone()
-        x_np = det._check_input(x_np)
-        from ..io.preprocess import to_tensor
-
+        x_np = check_images(x_np, det.input_shape)
         device = self.device
         det.net.to(device).eval()
         out = []
@@ -143,77 +140,57 @@ class _Classical:
                 raise ModelFileError(f"features {self.config.features!r}: {exc}") from exc
         return self._extractor
 
-    def fit(self, images: Any, *, progress: bool = False, **_: Any):
+    def fit(self, images: Any, context: FitContext | None = None) -> "Classical":
         """Fit on normal images (uint8 N×H×W[×C])."""
+        self.fit_context(context)
         x_np = as_image_array(images, "training images")
         seed_everything(self.config.seed)
         if self.config.features.startswith("wrn:"):
             folder = Path(self.config.features[4:]).expanduser().resolve()
             self.config.features = f"wrn:{folder}"
         self.input_shape = tuple(int(s) for s in x_np.shape[1:])
-        with C.Timer() as timer:
+        with Timer() as timer:
             feats = self._features(x_np)
             self._fit_features(feats)
         self.info = {"n_train": int(len(x_np)), "n_features": int(feats.shape[1]), "fit_s": timer.seconds,
-                     "features": self.config.features, "versions": C.versions(), **self._fit_info()}
+                     "features": self.config.features, "versions": versions(), **self._fit_info()}
         return self
 
     def score(self, images: Any) -> np.ndarray:
         """Anomaly scores, one per image: higher = more anomalous."""
-        x_np = C.check_images(images, self.input_shape if self._fitted() else None)
+        x_np = check_images(images, self.input_shape if self.is_fitted else None)
         return self._score_features(self._features(x_np))
 
     # ----------------------------------------------------------------------------- files
-    def save(self, path: str | Path) -> Path:
-        """Model arrays (safetensors) and config (JSON) in the folder ``path``; no pickle."""
-        if not self._fitted():
-            raise InputError("the detector is not fitted: nothing to save")
-        arrays, extra_meta = self._state()
-        meta = {"method": self.name, "preset": self.preset, "config": self.config.to_dict(),
-                "input_shape": list(self.input_shape), "info": self.info, **extra_meta}
-        return C.save_folder(path, self._fmt, meta, {k: torch.from_numpy(np.ascontiguousarray(v))
-                                                     for k, v in arrays.items()})
+    def fitted_state(self) -> SavedState:
+        """The model's arrays; nothing is pickled."""
+        arrays, meta = self._arrays()
+        return SavedState({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, meta)
 
-    @classmethod
-    def load(cls, path: str | Path, *, device: str | None = None):
-        """Load a folder written by :meth:`save`; scores are computed in NumPy."""
-        meta, tensors = C.read_folder(path, cls._fmt, cls.name)
-        try:
-            cfg = C.config_from_dict(cls._config_cls, C.get_meta(meta, "config", path), cls.name)
-            input_shape = tuple(int(v) for v in C.get_meta(meta, "input_shape", path))
-        except (ConfigError, ValueError, TypeError) as exc:
-            raise ModelFileError(f"{path}: invalid model config ({exc})") from exc
-        if device is not None:
-            cfg.device = device
-        obj = cls.__new__(cls)
-        obj.config, obj.preset, obj.input_shape = cfg, str(meta.get("preset", "custom")), input_shape
-        obj.info, obj._extractor = dict(meta.get("info", {})), None
-        try:
-            obj._set_state({k: v.numpy() for k, v in tensors.items()}, meta)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ModelFileError(f"{path}: invalid {cls.name} arrays ({exc})") from exc
-        return obj
+    def restore_state(self, folder: ModelFolder) -> None:
+        self._set_arrays({k: v.numpy() for k, v in folder.tensors().items()}, folder.meta)
 
 
-class OCSVM(_Classical):
+class OCSVM(Classical):
     """One-class SVM (scikit-learn, RBF kernel, ``gamma="scale"``, ``nu=0.1``).
 
     ``score`` returns minus the decision function: higher = more anomalous.
     """
 
     name = "ocsvm"
-    _fmt = "fgad-ocsvm"
-    _config_cls = OCSVMConfig
-    _presets = OCSVM_PRESETS
+    config_class = OCSVMConfig
+    presets = OCSVM_PRESETS
+    file_format = "fgad-ocsvm"
 
-    def __init__(self, preset: str = "quick", seed: int = 0, **overrides: Any):
-        super().__init__(preset, seed, **overrides)
+    def _setup(self, config: OCSVMConfig, preset: str) -> None:
+        super()._setup(config, preset)
         self.support_vectors: np.ndarray | None = None
         self.dual_coef: np.ndarray | None = None
         self.intercept: float = 0.0
         self.gamma: float = 0.0
 
-    def _fitted(self) -> bool:
+    @property
+    def is_fitted(self) -> bool:
         return self.support_vectors is not None
 
     def _fit_features(self, feats: np.ndarray) -> None:
@@ -245,11 +222,11 @@ class OCSVM(_Classical):
     def _score_features(self, feats: np.ndarray) -> np.ndarray:
         return -self.decision_function(feats)
 
-    def _state(self):
+    def _arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return ({"support_vectors": self.support_vectors, "dual_coef": self.dual_coef},
                 {"intercept": self.intercept, "gamma_value": self.gamma})
 
-    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    def _set_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.support_vectors = arrays["support_vectors"].astype(np.float64)
         self.dual_coef = arrays["dual_coef"].astype(np.float64).ravel()
         if self.support_vectors.ndim != 2 or len(self.dual_coef) != len(self.support_vectors):
@@ -271,7 +248,7 @@ def average_path_length(n: np.ndarray) -> np.ndarray:
 TREE_ARRAYS = ("children_left", "children_right", "feature", "threshold", "n_node_samples")
 
 
-class IForest(_Classical):
+class IForest(Classical):
     """Isolation Forest (scikit-learn, 100 trees, ``max_samples="auto"``, seeded).
 
     ``score`` returns 2^(−E[h(x)]/c(ψ)) (minus scikit-learn's ``score_samples``): higher = more
@@ -279,17 +256,18 @@ class IForest(_Classical):
     """
 
     name = "iforest"
-    _fmt = "fgad-iforest"
-    _config_cls = IForestConfig
-    _presets = IFOREST_PRESETS
+    config_class = IForestConfig
+    presets = IFOREST_PRESETS
+    file_format = "fgad-iforest"
 
-    def __init__(self, preset: str = "quick", seed: int = 0, **overrides: Any):
-        super().__init__(preset, seed, **overrides)
+    def _setup(self, config: IForestConfig, preset: str) -> None:
+        super()._setup(config, preset)
         self.trees: list[dict[str, np.ndarray]] | None = None
         self.tree_features: list[np.ndarray | None] = []
         self.max_samples_: int = 0
 
-    def _fitted(self) -> bool:
+    @property
+    def is_fitted(self) -> bool:
         return self.trees is not None
 
     def _fit_features(self, feats: np.ndarray) -> None:
@@ -335,7 +313,7 @@ class IForest(_Classical):
             return np.ones(len(x32))
         return 2.0 ** (-depths / denom)
 
-    def _state(self):
+    def _arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays: dict[str, np.ndarray] = {}
         for i, (tree, feat) in enumerate(zip(self.trees, self.tree_features)):
             for k in TREE_ARRAYS:
@@ -345,7 +323,7 @@ class IForest(_Classical):
                 arrays[f"tree{i}.features"] = feat
         return arrays, {"n_trees": len(self.trees), "max_samples_": self.max_samples_}
 
-    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    def _set_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         n = int(meta["n_trees"])
         self.trees = [{k: arrays[f"tree{i}.{k}"] for k in TREE_ARRAYS} for i in range(n)]
         self.tree_features = [arrays.get(f"tree{i}.features") for i in range(n)]
@@ -354,13 +332,3 @@ class IForest(_Classical):
             sizes = {len(v) for v in t.values()}
             if len(sizes) != 1:
                 raise ValueError("tree arrays of different lengths")
-
-
-def ocsvm_factory(preset: str = "quick", seed: int = 0, **overrides: Any) -> OCSVM:
-    """One-class SVM baseline."""
-    return OCSVM(preset, seed, **overrides)
-
-
-def iforest_factory(preset: str = "quick", seed: int = 0, **overrides: Any) -> IForest:
-    """Isolation Forest baseline."""
-    return IForest(preset, seed, **overrides)

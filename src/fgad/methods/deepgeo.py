@@ -40,8 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -49,16 +48,22 @@ import torch.nn.functional as F
 from scipy.special import digamma
 from torch import nn
 
-from ..errors import ConfigError, InputError, ModelFileError
-from ..nets import WideResNet
-from ..io.preprocess import as_image_array, to_tensor
+from ..core.config import Config, check_choice, check_positive
 from ..core.seeding import generator, seed_everything
+from ..errors import ConfigError, InputError, ModelFileError
+from ..io.modelfolder import ModelFolder, join_states, split_state
+from ..io.preprocess import as_image_array, to_tensor
+from ..io.provenance import versions
+from ..io.safeload import load_state_checked
+from ..nets import WideResNet
 from ..tasks import build_task
 from ..tasks.geometric import all_rotations, shifted_grid
-from . import _common as C
+from .base import AnomalyDetector, FitContext, SavedState
+from .common import Timer, check_images
 
 N_TRANSFORMS = 72
 PROB_FLOOR = 1e-12
+SCORINGS = ("dirichlet", "softmax")
 
 
 # ------------------------------------------------------------------------------ Dirichlet MLE
@@ -145,7 +150,7 @@ def apply_geom72(x: torch.Tensor, t: torch.Tensor, shift_fraction: float = 0.25)
 
 # ------------------------------------------------------------------------------ config
 @dataclass
-class DeepGEOConfig(C.MethodConfig):
+class DeepGEOConfig(Config):
     depth: int = 10
     width: int = 4
     lr: float = 1e-3
@@ -161,17 +166,19 @@ class DeepGEOConfig(C.MethodConfig):
     device: str = "auto"
     seed: int = 0
 
+    CLEARS: ClassVar[dict[str, str]] = {"epochs": "steps"}  # an 'epochs' asked for beats a preset's 'steps'
+
     def validate(self) -> None:
-        C.check_positive("deepgeo", self, "depth", "width", "lr", "batch_size", "epochs", "steps", "image_size",
-                         "score_batch_size", "dirichlet_max_images")
-        C.check_positive("deepgeo", self, "weight_decay", allow_zero=True)
-        C.check_choice("deepgeo", "scoring", self.scoring, ("dirichlet", "softmax"))
+        check_positive(self, "depth", "width", "lr", "batch_size", "epochs", "steps", "image_size",
+                       "score_batch_size", "dirichlet_max_images")
+        check_positive(self, "weight_decay", allow_zero=True)
+        check_choice("scoring", self.scoring, SCORINGS)
         if self.steps is None and self.epochs is None:
-            raise ConfigError("deepgeo: set a training length: 'epochs' or 'steps'")
+            raise ConfigError("set a training length: 'epochs' or 'steps'")
         if not 0.0 < self.shift_fraction < 0.5:
-            raise ConfigError(f"deepgeo: option 'shift_fraction' must be in (0, 0.5), got {self.shift_fraction}")
+            raise ConfigError(f"option 'shift_fraction' must be in (0, 0.5), got {self.shift_fraction}")
         if self.depth < 10 or (self.depth - 4) % 6:
-            raise ConfigError(f"deepgeo: depth must be 6n+4 with n >= 1 (10, 16, 22...), got {self.depth}")
+            raise ConfigError(f"option 'depth' must be 6n+4 with n >= 1 (10, 16, 22...), got {self.depth}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -193,29 +200,29 @@ class GeomNet(nn.Module):
         return self.head(self.backbone(x))
 
 
-class DeepGEO:
+class DeepGEO(AnomalyDetector):
     """GEOM / DeepGEO one-class detector; ``score`` returns anomaly scores (higher = more anomalous).
 
     Args:
         preset: ``"paper"`` (official), ``"quick"`` or ``"tiny"`` (scaled down; see the module doc).
         seed: seeds initialisation and the order of (image, transformation) pairs.
-        **overrides: any :class:`DeepGEOConfig` field, e.g. ``scoring="softmax"``, ``steps=1000``.
+        **options: any :class:`DeepGEOConfig` field, e.g. ``scoring="softmax"``, ``steps=1000``.
     """
 
     name = "deepgeo"
+    config_class = DeepGEOConfig
+    presets = PRESETS
+    file_format = "fgad-deepgeo"
 
-    def __init__(self, preset: str = "quick", seed: int = 0, **overrides: Any):
-        self.config: DeepGEOConfig = C.resolve_config(DeepGEOConfig, PRESETS, "deepgeo", preset, seed, overrides)
-        self.preset = preset
-        self.task = build_task("geom72", shift_fraction=self.config.shift_fraction)
+    def _setup(self, config: DeepGEOConfig, preset: str) -> None:
+        super()._setup(config, preset)
+        self.task = build_task("geom72", shift_fraction=config.shift_fraction)
         self.net: GeomNet | None = None
         self.alpha: np.ndarray | None = None  # 72 transformations × 72 Dirichlet parameters
-        self.input_shape: tuple[int, int, int] | None = None
-        self.info: dict[str, Any] = {}
 
     @property
-    def device(self) -> torch.device:
-        return C.device_of(self.config.device)
+    def is_fitted(self) -> bool:
+        return self.net is not None and self.alpha is not None
 
     def total_steps(self, n_images: int) -> int:
         cfg = self.config
@@ -224,10 +231,11 @@ class DeepGEO:
         return max(1, math.ceil(cfg.epochs * N_TRANSFORMS * n_images / cfg.batch_size))
 
     # ----------------------------------------------------------------------------- training
-    def fit(self, images: Any, *, progress: bool = True, **_: Any) -> "DeepGEO":
+    def fit(self, images: Any, context: FitContext | None = None) -> "DeepGEO":
         """Train on normal images (uint8 N×H×W[×C]), then fit the 72 Dirichlet distributions."""
         from tqdm.auto import tqdm
 
+        progress = self.fit_context(context).progress
         x_np = as_image_array(images, "training images")
         cfg = self.config
         seed_everything(cfg.seed)
@@ -243,7 +251,7 @@ class DeepGEO:
         self.net.train()
         losses, accs = [], []
         perm, perm_epoch = None, -1
-        with C.Timer() as timer:
+        with Timer() as timer:
             for step in tqdm(range(steps), disable=not progress, desc="deepgeo", unit="step"):
                 epoch, i = divmod(step, per_epoch)
                 if epoch != perm_epoch:
@@ -269,7 +277,7 @@ class DeepGEO:
         self.info = {"n_train": int(n), "steps": steps, "n_dirichlet_images": int(len(fit_np)),
                      "fit_s": timer.seconds, "device": str(device),
                      "final_loss": float(np.mean(losses[-tail:])), "final_acc": float(np.mean(accs[-tail:])),
-                     "versions": C.versions()}
+                     "versions": versions()}
         return self
 
     @torch.inference_mode()
@@ -298,11 +306,10 @@ class DeepGEO:
         ``scoring="dirichlet"`` (default): minus the mean Dirichlet log-likelihood over the 72
         transformations; ``"softmax"``: minus the mean softmax of the true transformation.
         """
-        if self.net is None:
-            raise InputError("the detector is not fitted: call fit() or load() first")
         scoring = scoring or self.config.scoring
-        C.check_choice("deepgeo", "scoring", scoring, ("dirichlet", "softmax"))
-        x_np = C.check_images(images, self.input_shape)
+        if scoring not in SCORINGS:
+            raise ConfigError(f"deepgeo: scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
+        x_np = check_images(images, self.input_shape if self.is_fitted else None)
         out = []
         diag = np.arange(N_TRANSFORMS)
         for p in self._probabilities(x_np):
@@ -314,41 +321,18 @@ class DeepGEO:
         return np.concatenate(out)
 
     # ----------------------------------------------------------------------------- files
-    def save(self, path: str | Path) -> Path:
-        """Weights and Dirichlet parameters (safetensors) and config (JSON) in the folder ``path``."""
-        if self.net is None:
-            raise InputError("the detector is not fitted: nothing to save")
-        tensors = C.join_states(net=self.net)
+    def fitted_state(self) -> SavedState:
+        """Weights and Dirichlet parameters; the task's parameters for the record."""
+        tensors = join_states(net=self.net)
         tensors["dirichlet_alpha"] = torch.from_numpy(np.ascontiguousarray(self.alpha))
-        meta = {"method": self.name, "preset": self.preset, "config": self.config.to_dict(),
-                "input_shape": list(self.input_shape), "task": self.task.state(), "info": self.info}
-        return C.save_folder(path, "fgad-deepgeo", meta, tensors)
+        return SavedState(tensors, {"task": self.task.state()})
 
-    @classmethod
-    def load(cls, path: str | Path, *, device: str | None = None) -> "DeepGEO":
-        """Load a folder written by :meth:`save` (safetensors + JSON; nothing is unpickled)."""
-        meta, tensors = C.read_folder(path, "fgad-deepgeo", "DeepGEO")
-        try:
-            cfg = C.config_from_dict(DeepGEOConfig, C.get_meta(meta, "config", path), "deepgeo")
-        except ConfigError as exc:
-            raise ModelFileError(f"{path}: invalid model config ({exc})") from exc
-        if device is not None:
-            cfg.device = device
-        obj = cls.__new__(cls)
-        obj.config, obj.preset = cfg, str(meta.get("preset", "custom"))
-        obj.task = build_task("geom72", shift_fraction=cfg.shift_fraction)
-        obj.input_shape = tuple(int(v) for v in C.get_meta(meta, "input_shape", path))
-        obj.info = dict(meta.get("info", {}))
-        obj.net = GeomNet(cfg.depth, cfg.width, obj.input_shape[2])
-        C.load_state_checked(obj.net, C.split_state(tensors, "net"), str(path))
+    def restore_state(self, folder: ModelFolder) -> None:
+        tensors = folder.tensors()
+        self.net = GeomNet(self.config.depth, self.config.width, self.input_shape[2])
+        load_state_checked(self.net, split_state(tensors, "net"), folder.path)
         alpha = tensors.get("dirichlet_alpha")
         if alpha is None or tuple(alpha.shape) != (N_TRANSFORMS, N_TRANSFORMS):
-            raise ModelFileError(f"{path}: missing or malformed Dirichlet parameters")
-        obj.alpha = alpha.numpy().astype(np.float64)
-        obj.net.to(obj.device).eval()
-        return obj
-
-
-def factory(preset: str = "quick", seed: int = 0, **overrides: Any) -> DeepGEO:
-    """A fresh DeepGEO detector."""
-    return DeepGEO(preset, seed, **overrides)
+            raise ModelFileError(f"{folder.path}: missing or malformed Dirichlet parameters")
+        self.alpha = alpha.numpy().astype(np.float64)
+        self.net.to(self.device).eval()

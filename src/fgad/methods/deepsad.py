@@ -11,7 +11,8 @@ code (lukasruff/Deep-SAD-PyTorch):
    ``η / (d + 1e-6)`` (labelled normals, ``η (d + 1e-6)``, are never used here).
 
 ``deepsvdd`` has no labelled anomalies. ``deepsad-10``/``-25``/``-75`` are the paper's
-semi-supervised setting: with ``known_fraction`` r, ``fit_from_dataset(ds, normal_class)`` draws
+semi-supervised setting: with ``known_fraction`` r, ``fit`` given the dataset and normal class
+(:class:`~fgad.methods.base.FitContext`) draws
 ``round(r × number of anomaly classes)`` (half up, at least 1) known anomaly classes with the seed,
 then ``n = int(ratio_known_outlier · N_normal / (1 − ratio_known_outlier))`` labelled anomalies
 (at least 1 unless the ratio is 0) from those classes' TRAIN images, so that they make up
@@ -55,18 +56,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, InputError, ModelFileError
-from ..nets.lenet import AutoEncoder, build_deepsad_nets
-from ..io.preprocess import as_image_array, to_tensor
+from ..core.config import Config, check_choice, check_positive
 from ..core.seeding import derive_seed, generator, seed_everything
-from . import _common as C
+from ..errors import ConfigError, InputError, ModelFileError
+from ..io.modelfolder import ModelFolder, join_states, read_model_folder, split_state
+from ..io.preprocess import as_image_array, to_tensor
+from ..io.provenance import versions
+from ..io.safeload import load_state_checked
+from ..nets.lenet import AutoEncoder, build_deepsad_nets
+from .base import AnomalyDetector, FitContext, SavedState
+from .common import Timer, check_images
 
 EPS = 1e-6
 CENTER_EPS = 0.1
 
 
 @dataclass
-class DeepSADConfig(C.MethodConfig):
+class DeepSADConfig(Config):
     net: str = "lenet"  # "lenet" (official LeNet-type nets) or "wrn" (bias-free WideResNet)
     wrn_depth: int = 16
     wrn_width: int = 4
@@ -88,18 +94,17 @@ class DeepSADConfig(C.MethodConfig):
     seed: int = 0
 
     def validate(self) -> None:
-        m = "deepsad"
-        C.check_choice(m, "net", self.net, ("lenet", "wrn"))
-        C.check_positive(m, self, "epochs", "ae_lr", "lr", "batch_size", "eta", "score_batch_size", "wrn_width")
-        C.check_positive(m, self, "ae_epochs", "ae_weight_decay", "weight_decay", "n_known_outliers", allow_zero=True)
+        check_choice("net", self.net, ("lenet", "wrn"))
+        check_positive(self, "epochs", "ae_lr", "lr", "batch_size", "eta", "score_batch_size", "wrn_width")
+        check_positive(self, "ae_epochs", "ae_weight_decay", "weight_decay", "n_known_outliers", allow_zero=True)
         if self.wrn_depth < 10 or (self.wrn_depth - 4) % 6:
-            raise ConfigError(f"{m}: wrn_depth must be 6n+4 with n >= 1 (10, 16, 22...), got {self.wrn_depth}")
+            raise ConfigError(f"option 'wrn_depth' must be 6n+4 with n >= 1 (10, 16, 22...), got {self.wrn_depth}")
         if self.known_fraction is not None and not 0.0 < self.known_fraction <= 1.0:
-            raise ConfigError(f"{m}: option 'known_fraction' must be in (0, 1], got {self.known_fraction}")
+            raise ConfigError(f"option 'known_fraction' must be in (0, 1], got {self.known_fraction}")
         if not 0.0 <= self.ratio_known_outlier < 1.0:
-            raise ConfigError(f"{m}: option 'ratio_known_outlier' must be in [0, 1), got {self.ratio_known_outlier}")
+            raise ConfigError(f"option 'ratio_known_outlier' must be in [0, 1), got {self.ratio_known_outlier}")
         if any(v < 0 for v in (*self.milestones, *self.ae_milestones)):
-            raise ConfigError(f"{m}: learning-rate milestones must be epochs >= 0")
+            raise ConfigError("learning-rate milestones must be epochs >= 0")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -124,26 +129,26 @@ def n_labelled_anomalies(ratio: float, n_normal: int) -> int:
     return max(1, int(ratio * n_normal / (1.0 - ratio)))
 
 
-class DeepSVDD:
+class DeepSVDD(AnomalyDetector):
     """Deep SVDD one-class detector (Deep SAD without labelled anomalies).
 
     ``score`` returns anomaly scores ‖φ(x) − c‖²: higher = more anomalous.
     """
 
     name = "deepsvdd"
-    _format = "fgad-deepsad"
+    config_class = DeepSADConfig
+    presets = PRESETS
+    fixed = {"known_fraction": None}
+    file_format = "fgad-deepsad"
 
-    def __init__(self, preset: str = "quick", seed: int = 0, **overrides: Any):
-        self.config: DeepSADConfig = C.resolve_config(DeepSADConfig, PRESETS, self.name, preset, seed, overrides)
-        self.preset = preset
+    def _setup(self, config: DeepSADConfig, preset: str) -> None:
+        super()._setup(config, preset)
         self.encoder: nn.Module | None = None
         self.c: torch.Tensor | None = None
-        self.input_shape: tuple[int, int, int] | None = None
-        self.info: dict[str, Any] = {}
 
     @property
-    def device(self) -> torch.device:
-        return C.device_of(self.config.device)
+    def is_fitted(self) -> bool:
+        return self.encoder is not None and self.c is not None
 
     @property
     def input_size(self) -> int:
@@ -154,11 +159,24 @@ class DeepSVDD:
         return to_tensor(x_np, self.input_size, device).add_(1.0).mul_(0.5)
 
     # ----------------------------------------------------------------------------- training
-    def fit(self, images: Any, labelled_anomalies: Any = None, *, progress: bool = True, **_: Any) -> "DeepSVDD":
-        """Train on normal images (uint8 N×H×W[×C]); optional labelled anomalies of the same shape."""
+    def fit(self, images: Any, context: FitContext | None = None) -> "DeepSVDD":
+        """Train on normal images (uint8 N×H×W[×C]); Deep SAD also on labelled anomalies (see
+        :meth:`DeepSAD.fit`)."""
+        context = self.fit_context(context)
+        x_np = as_image_array(images, "training images")
+        labelled_anomalies, draw = self.labelled_anomalies(x_np, context)
+        self._train(x_np, labelled_anomalies, context.progress)
+        if draw is not None:
+            self.info["labelled_anomalies"] = draw
+        return self
+
+    def labelled_anomalies(self, x_np: np.ndarray, context: FitContext) -> tuple[Any, dict[str, Any] | None]:
+        """The labelled anomalies to train with, and how they were drawn: none for Deep SVDD."""
+        return None, None
+
+    def _train(self, x_np: np.ndarray, labelled_anomalies: Any, progress: bool) -> None:
         from tqdm.auto import tqdm
 
-        x_np = as_image_array(images, "training images")
         cfg = self.config
         if labelled_anomalies is not None:
             a_np = as_image_array(labelled_anomalies, "labelled anomalies")
@@ -176,7 +194,7 @@ class DeepSVDD:
         n = x.shape[0]
         bs = min(cfg.batch_size, n)
         per_epoch = n // bs  # the official loader drops the last incomplete batch
-        with C.Timer() as timer:
+        with Timer() as timer:
             ae_loss = None
             if cfg.ae_epochs > 0:
                 ae = AutoEncoder(self.encoder, decoder.to(device)).train()
@@ -216,8 +234,7 @@ class DeepSVDD:
             self.encoder.eval()
         self.info = {"n_train": int(len(x_np)), "n_labelled_anomalies": int(len(a_np)), "fit_s": timer.seconds,
                      "device": str(device), "pretrain_final_loss": ae_loss, "final_loss": sad_loss,
-                     "versions": C.versions()}
-        return self
+                     "versions": versions()}
 
     @torch.no_grad()
     def _init_center(self, x: torch.Tensor) -> torch.Tensor:
@@ -232,7 +249,7 @@ class DeepSVDD:
     @torch.inference_mode()
     def score(self, images: Any) -> np.ndarray:
         """Anomaly scores ‖φ(x) − c‖², one per image: higher = more anomalous."""
-        x_np = C.check_images(images, self.input_shape if self.encoder is not None else None)
+        x_np = check_images(images, self.input_shape if self.is_fitted else None)
         device, bs = self.device, self.config.score_batch_size
         self.encoder.to(device).eval()
         c = self.c.to(device)
@@ -243,58 +260,66 @@ class DeepSVDD:
         return np.concatenate(out)
 
     # ----------------------------------------------------------------------------- files
-    def save(self, path: str | Path) -> Path:
-        """Encoder weights and centre (safetensors) and config (JSON) in the folder ``path``."""
-        if self.encoder is None:
-            raise InputError("the detector is not fitted: nothing to save")
-        tensors = C.join_states(encoder=self.encoder)
-        tensors["center"] = self.c.detach().cpu()
-        meta = {"method": self.name, "preset": self.preset, "config": self.config.to_dict(),
-                "input_shape": list(self.input_shape), "info": self.info}
-        return C.save_folder(path, self._format, meta, tensors)
+    def fitted_state(self) -> SavedState:
+        """Encoder weights and centre (only the encoder is saved)."""
+        return SavedState({**join_states(encoder=self.encoder), "center": self.c.detach().cpu()})
+
+    def restore_state(self, folder: ModelFolder) -> None:
+        cfg = self.config
+        encoder, _ = build_deepsad_nets(cfg.net, self.input_shape[2], cfg.wrn_depth, cfg.wrn_width)
+        tensors = folder.tensors()
+        load_state_checked(encoder, split_state(tensors, "encoder"), folder.path)
+        c = tensors.get("center")
+        if c is None or tuple(c.shape) != (encoder.rep_dim,):
+            raise ModelFileError(f"{folder.path}: missing or malformed centre c")
+        self.encoder, self.c = encoder.to(self.device).eval(), c
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None) -> "DeepSVDD":
-        """Load a folder written by :meth:`save` (as a DeepSAD or DeepSVDD, whichever was saved)."""
-        meta, tensors = C.read_folder(path, cls._format, "Deep SAD")
-        kind = DeepSAD if meta.get("method", "deepsvdd") != "deepsvdd" else DeepSVDD
-        try:
-            cfg = C.config_from_dict(DeepSADConfig, C.get_meta(meta, "config", path), kind.name)
-            input_shape = tuple(int(v) for v in C.get_meta(meta, "input_shape", path))
-            encoder, _ = build_deepsad_nets(cfg.net, input_shape[2], cfg.wrn_depth, cfg.wrn_width)
-        except (ConfigError, ValueError, TypeError, IndexError) as exc:
-            raise ModelFileError(f"{path}: invalid model config ({exc})") from exc
-        if device is not None:
-            cfg.device = device
-        obj = kind.__new__(kind)
-        obj.config, obj.preset, obj.input_shape = cfg, str(meta.get("preset", "custom")), input_shape
-        obj.name = str(meta.get("method", kind.name))
-        obj.info = dict(meta.get("info", {}))
-        C.load_state_checked(encoder, C.split_state(tensors, "encoder"), str(path))
-        c = tensors.get("center")
-        if c is None or tuple(c.shape) != (encoder.rep_dim,):
-            raise ModelFileError(f"{path}: missing or malformed centre c")
-        obj.encoder, obj.c = encoder.to(obj.device).eval(), c
-        return obj
+        """Load a folder written by :meth:`save`, as the Deep SVDD or Deep SAD variant that was saved."""
+        folder = read_model_folder(path, cls.file_format, "Deep SAD")
+        kinds = {k.name: k for k in (DeepSVDD, DeepSAD, DeepSAD10, DeepSAD25, DeepSAD75)}
+        kind = kinds.get(folder.meta.get("method", "deepsvdd"))
+        if kind is None:
+            raise ModelFileError(f"{folder.config_path}: unknown Deep SAD variant {folder.meta.get('method')!r}")
+        return kind.from_folder(folder, device=device)
 
 
 class DeepSAD(DeepSVDD):
     """Deep SAD semi-supervised detector; ``score`` returns ‖φ(x) − c‖² (higher = more anomalous).
 
-    ``fit(normal, labelled_anomalies)`` takes labelled anomalies directly;
-    ``fit_from_dataset(ds, normal_class)`` draws them from the dataset's train split (the
-    paper's protocol, see the module doc).
+    ``fit`` takes its labelled anomalies from the context: given directly
+    (``FitContext(labelled_anomalies=...)``), or drawn from the dataset the normal images come from
+    (``FitContext(dataset=ds, normal_class=k)``, the paper's protocol, see the module doc).
     """
 
     name = "deepsad"
+    fixed = {}
+    semi_supervised = True
 
-    def fit_from_dataset(self, ds: Any, normal_class: int | str, *, progress: bool = True) -> "DeepSAD":
-        """Fit on the normal class's train images plus labelled anomalies drawn from known classes."""
+    def labelled_anomalies(self, x_np: np.ndarray, context: FitContext) -> tuple[Any, dict[str, Any] | None]:
+        """``context.labelled_anomalies``, or those drawn from ``context.dataset`` (with the record
+        of the draw); ``known_fraction`` set (deepsad-10/25/75) needs the dataset."""
+        if context.labelled_anomalies is not None:
+            if context.dataset is not None:
+                raise ConfigError(f"{self.name}: give labelled anomalies or a dataset to draw them from, not both")
+            return context.labelled_anomalies, None
+        if context.dataset is not None:
+            if context.normal_class is None:
+                raise ConfigError(f"{self.name}: drawing labelled anomalies from a dataset needs its normal class")
+            return self.draw_anomalies(context.dataset, context.normal_class, len(x_np))
+        if self.config.known_fraction is not None:
+            raise ConfigError(f"{self.name}: draws labelled anomalies from the known classes of a dataset: "
+                              "fit with FitContext(dataset=..., normal_class=...)")
+        return None, None
+
+    def draw_anomalies(self, ds: Any, normal_class: int | str, n_normal: int) -> tuple[Any, dict[str, Any]]:
+        """Labelled anomalies drawn with the seed from ``ds``'s training images of known anomaly
+        classes (None when there are none to draw), and the record of the draw."""
         cfg = self.config
         k = ds.class_index(normal_class)
         y = np.asarray(ds.y_train)
-        x_norm = ds.x_train[y == k]
-        if len(x_norm) == 0:
+        if not np.any(y == k):
             raise InputError(f"{ds.name}: class {ds.class_names[k]!r} has no training images")
         anomaly_classes = [c for c in range(len(ds.class_names)) if c != k and np.any(y == c)]
         if not anomaly_classes:
@@ -307,15 +332,14 @@ class DeepSAD(DeepSVDD):
         if cfg.n_known_outliers is not None:
             wanted, rule = cfg.n_known_outliers, "n_known_outliers"
         else:
-            wanted, rule = n_labelled_anomalies(cfg.ratio_known_outlier, len(x_norm)), "ratio_known_outlier"
+            wanted, rule = n_labelled_anomalies(cfg.ratio_known_outlier, n_normal), "ratio_known_outlier"
         count = int(min(wanted, len(candidates)))
         idx = np.sort(rng.choice(candidates, count, replace=False)) if count else candidates[:0]
-        self.fit(x_norm, ds.x_train[idx] if count else None, progress=progress)
-        self.info["labelled_anomalies"] = {
+        draw = {
             "rule": (f"known classes = round({fraction:g} x {len(anomaly_classes)} anomaly classes) = {n_classes}, "
                      f"drawn with the seed; labelled anomalies drawn from their train images: "
                      + (f"n_known_outliers = {cfg.n_known_outliers}" if rule == "n_known_outliers" else
-                        f"int({cfg.ratio_known_outlier:g} x {len(x_norm)} normal / (1 - {cfg.ratio_known_outlier:g}))"
+                        f"int({cfg.ratio_known_outlier:g} x {n_normal} normal / (1 - {cfg.ratio_known_outlier:g}))"
                         f" = {wanted}") + (f", capped at {count} available" if count < wanted else "")),
             "known_fraction": fraction,
             "n_anomaly_classes": len(anomaly_classes),
@@ -327,29 +351,31 @@ class DeepSAD(DeepSVDD):
             "n_known_outliers": cfg.n_known_outliers,
             "normal_class": k,
         }
-        return self
+        return (ds.x_train[idx] if count else None), draw
+
+
+class DeepSAD10(DeepSAD):
+    """Deep SAD with 10% of the anomaly classes known."""
+
+    name = "deepsad-10"
+    fixed = {"known_fraction": 0.10}
+
+
+class DeepSAD25(DeepSAD):
+    """Deep SAD with 25% of the anomaly classes known."""
+
+    name = "deepsad-25"
+    fixed = {"known_fraction": 0.25}
+
+
+class DeepSAD75(DeepSAD):
+    """Deep SAD with 75% of the anomaly classes known."""
+
+    name = "deepsad-75"
+    fixed = {"known_fraction": 0.75}
 
 
 def _set_lr(opt: torch.optim.Optimizer, base: float, milestones: tuple[int, ...], epoch: int) -> None:
     lr = base * 0.1 ** sum(epoch >= m for m in milestones)
     for g in opt.param_groups:
         g["lr"] = lr
-
-
-def svdd_factory(preset: str = "quick", seed: int = 0, **overrides: Any) -> DeepSVDD:
-    """Deep SVDD: Deep SAD without labelled anomalies."""
-    if overrides.get("known_fraction") is not None:
-        raise ConfigError("deepsvdd: has no labelled anomalies; use deepsad-10/25/75 for 'known_fraction'")
-    return DeepSVDD(preset, seed, **overrides)
-
-
-def sad_factory(known_fraction: float):
-    def factory(preset: str = "quick", seed: int = 0, **overrides: Any) -> DeepSAD:
-        return DeepSAD(preset, seed, **{"known_fraction": known_fraction, **overrides})
-
-    factory.__doc__ = f"Deep SAD with {known_fraction:.0%} of the anomaly classes known."
-    return factory
-
-
-def load(path: str | Path, **kw: Any) -> DeepSVDD:
-    return DeepSVDD.load(path, **kw)

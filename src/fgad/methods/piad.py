@@ -51,19 +51,23 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, InputError, ModelFileError
+from ..core.config import Config, check_positive
+from ..core.seeding import derive_seed, generator, seed_everything
+from ..errors import ConfigError
+from ..io.modelfolder import ModelFolder, join_states, split_state
+from ..io.preprocess import as_image_array, to_tensor
+from ..io.provenance import versions
+from ..io.safeload import load_state_checked
 from ..nets.piad_nets import Encoder, Generator, LatentDiscriminator
 from ..nets.vgg import LAYER_INDEX, VGG19Features, load_vgg19_weights, vgg_state_for
-from ..io.preprocess import as_image_array, to_tensor
-from ..core.seeding import derive_seed, generator, seed_everything
-from . import _common as C
+from .base import AnomalyDetector, FitContext, SavedState
+from .common import Timer, check_images, resize_to
 
 VGG_ENV = "FGAD_VGG19_WEIGHTS"
 VGG_FILE = "vgg.safetensors"
@@ -78,7 +82,7 @@ ARCH_KEYS = ("latent_dim", "enc_dims", "gen_dims", "image_dis_dims", "latent_dis
 
 
 @dataclass
-class PIADConfig(C.MethodConfig):
+class PIADConfig(Config):
     image_size: int = 32  # a power of two; images are resized to it
     latent_dim: int | None = None  # None: the official value for the number of channels
     enc_dims: tuple[int, ...] | None = None
@@ -105,21 +109,19 @@ class PIADConfig(C.MethodConfig):
     seed: int = 0
 
     def validate(self) -> None:
-        m = "piad"
-        C.check_positive(m, self, "image_size", "latent_dim", "iters", "batch_size", "n_dis", "lr_enc_gen", "lr_dis",
-                         "grad_norm_every", "score_batch_size", "rec_weight")
-        C.check_positive(m, self, "weight_decay", "gradient_penalty", "norm_penalty", allow_zero=True)
+        check_positive(self, "image_size", "latent_dim", "iters", "batch_size", "n_dis", "lr_enc_gen", "lr_dis",
+                       "grad_norm_every", "score_batch_size", "rec_weight")
+        check_positive(self, "weight_decay", "gradient_penalty", "norm_penalty", allow_zero=True)
         if self.image_size < 8 or self.image_size & (self.image_size - 1):
-            raise ConfigError(f"{m}: image_size must be a power of two >= 8, got {self.image_size}")
+            raise ConfigError(f"option 'image_size' must be a power of two >= 8, got {self.image_size}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ConfigError(f"{m}: option 'betas' must be two numbers in [0, 1), got {list(self.betas)}")
+            raise ConfigError(f"option 'betas' must be two numbers in [0, 1), got {list(self.betas)}")
         if self.vgg_layer not in LAYER_INDEX or not self.vgg_layer.startswith(("relu", "conv")):
-            raise ConfigError(f"{m}: option 'vgg_layer' must be a VGG-19 conv or relu layer name, "
-                              f"got {self.vgg_layer!r}")
+            raise ConfigError(f"option 'vgg_layer' must be a VGG-19 conv or relu layer name, got {self.vgg_layer!r}")
         for k in ("enc_dims", "gen_dims", "image_dis_dims", "latent_dis_dims"):
             v = getattr(self, k)
             if v is not None and (not v or any(d < 1 for d in v)):
-                raise ConfigError(f"{m}: option {k!r} must be a non-empty list of positive integers, got {v}")
+                raise ConfigError(f"option {k!r} must be a non-empty list of positive integers, got {list(v)}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -181,32 +183,36 @@ class GradNormPolicy:
         return float(np.median(ratios)) if ratios else 1.0
 
 
-class PIAD:
+class PIAD(AnomalyDetector):
     """PIAD one-class detector; ``score`` returns the relative perceptual L1 between an image and
     its reconstruction G(E(x)): higher = more anomalous.
 
     Args:
         preset: ``"paper"`` (official), ``"quick"`` or ``"tiny"`` (scaled down; see the module doc).
         seed: seeds initialisation, batches and noise.
-        **overrides: any :class:`PIADConfig` field, e.g. ``vgg_weights="vgg19.safetensors"``.
+        **options: any :class:`PIADConfig` field, e.g. ``vgg_weights="vgg19.safetensors"``.
     """
 
     name = "piad"
+    config_class = PIADConfig
+    presets = PRESETS
+    file_format = "fgad-piad"
 
-    def __init__(self, preset: str = "quick", seed: int = 0, **overrides: Any):
-        self.config: PIADConfig = C.resolve_config(PIADConfig, PRESETS, "piad", preset, seed, overrides)
-        self.preset = preset
+    def __init__(self, preset: str = "quick", seed: int = 0, **options: Any):
+        super().__init__(preset, seed, **options)
         self.vgg_source = resolve_vgg_source(self.config)  # fails early without weights
+
+    def _setup(self, config: PIADConfig, preset: str) -> None:
+        super()._setup(config, preset)
+        self.vgg_source: str | None = None  # the VGG-19 weights file; None: random (allow_random_vgg)
         self.arch: dict[str, Any] = {}
         self.enc: Encoder | None = None
         self.gen: Generator | None = None
         self.vgg: VGG19Features | None = None
-        self.input_shape: tuple[int, int, int] | None = None
-        self.info: dict[str, Any] = {}
 
     @property
-    def device(self) -> torch.device:
-        return C.device_of(self.config.device)
+    def is_fitted(self) -> bool:
+        return self.enc is not None and self.gen is not None and self.vgg is not None
 
     # ----------------------------------------------------------------------------- building
     def _resolve_arch(self, channels: int) -> dict[str, Any]:
@@ -239,7 +245,7 @@ class PIAD:
         return self._build_vgg(state)
 
     def _inputs(self, x_np: np.ndarray, device: torch.device) -> torch.Tensor:
-        return C.resize_to(to_tensor(x_np, None, device), self.config.image_size)
+        return resize_to(to_tensor(x_np, None, device), self.config.image_size)
 
     def perceptual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Relative perceptual L1 per image between real ``x`` and ``y`` (both in [−1, 1])."""
@@ -249,10 +255,11 @@ class PIAD:
         return (fx - fy).abs().mean(dim=(1, 2, 3)) / norm
 
     # ----------------------------------------------------------------------------- training
-    def fit(self, images: Any, *, progress: bool = True, **_: Any) -> "PIAD":
+    def fit(self, images: Any, context: FitContext | None = None) -> "PIAD":
         """Train on normal images (uint8 N×H×W[×C])."""
         from tqdm.auto import tqdm
 
+        progress = self.fit_context(context).progress
         x_np = as_image_array(images, "training images")
         cfg = self.config
         seed_everything(cfg.seed)
@@ -260,6 +267,7 @@ class PIAD:
         self.input_shape = tuple(int(s) for s in x_np.shape[1:])
         ch = self.input_shape[2]
         self.arch = a = self._resolve_arch(ch)
+        self.vgg_source = resolve_vgg_source(self.config)  # again: from_config() skips the constructor's check
         self.vgg = self._load_vgg().to(device)
         self.enc = Encoder(cfg.image_size, ch, a["latent_dim"], a["enc_dims"]).to(device)
         self.gen = Generator(cfg.image_size, ch, a["latent_dim"], a["gen_dims"]).to(device)
@@ -279,7 +287,7 @@ class PIAD:
                  "gen": [(n, p) for n, p in self.gen.named_parameters() if n.endswith("weight")]}
         latent_shape = (a["latent_dim"], 1, 1)
         last: dict[str, float] = {}
-        with C.Timer() as timer:
+        with Timer() as timer:
             for it in tqdm(range(1, a["iters"] + 1), disable=not progress, desc="piad", unit="iter"):
                 for _ in range(cfg.n_dis):
                     z = torch.randn(cfg.batch_size, *latent_shape, device=device)
@@ -313,7 +321,7 @@ class PIAD:
         self.info = {"n_train": int(len(x_np)), "iters": a["iters"], "fit_s": timer.seconds, "device": str(device),
                      "final_losses": last, "rec_weight_enc": float(w_enc), "rec_weight_gen": float(w_gen),
                      "vgg_weights": str(self.vgg_source) if self.vgg_source else "random (allow_random_vgg)",
-                     "arch": self.arch, "versions": C.versions()}
+                     "arch": self.arch, "versions": versions()}
         return self
 
     def _critic_step(self, dis: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor) -> float:
@@ -336,7 +344,7 @@ class PIAD:
     @torch.inference_mode()
     def score(self, images: Any) -> np.ndarray:
         """Anomaly scores, relative perceptual L1 of x and G(E(x)): higher = more anomalous."""
-        x_np = C.check_images(images, self.input_shape if self.enc is not None else None)
+        x_np = check_images(images, self.input_shape if self.is_fitted else None)
         device, bs = self.device, self.config.score_batch_size
         for m in (self.enc, self.gen, self.vgg):
             m.to(device).eval()
@@ -347,44 +355,26 @@ class PIAD:
         return np.concatenate(out)
 
     # ----------------------------------------------------------------------------- files
-    def save(self, path: str | Path) -> Path:
-        """Encoder and generator (model.safetensors), the VGG layers used (vgg.safetensors), config."""
-        if self.enc is None:
-            raise InputError("the detector is not fitted: nothing to save")
-        meta = {"method": self.name, "preset": self.preset, "config": self.config.to_dict(), "arch": self.arch,
-                "input_shape": list(self.input_shape), "vgg_source": self.vgg_source, "info": self.info}
-        return C.save_folder(path, "fgad-piad", meta, C.join_states(enc=self.enc, gen=self.gen),
-                             extra={VGG_FILE: dict(self.vgg.state_dict())})
+    def fitted_state(self) -> SavedState:
+        """Encoder and generator (model.safetensors) and the VGG layers used (vgg.safetensors), so
+        that a saved model needs no VGG weights file; the critics are not saved."""
+        return SavedState(join_states(enc=self.enc, gen=self.gen), {"arch": self.arch, "vgg_source": self.vgg_source},
+                          {VGG_FILE: dict(self.vgg.state_dict())})
 
-    @classmethod
-    def load(cls, path: str | Path, *, device: str | None = None) -> "PIAD":
-        """Load a folder written by :meth:`save`; needs no VGG weights file (they are in the folder)."""
-        meta, tensors = C.read_folder(path, "fgad-piad", "PIAD")
-        try:
-            cfg = C.config_from_dict(PIADConfig, C.get_meta(meta, "config", path), "piad")
-            arch = dict(C.get_meta(meta, "arch", path))
-            input_shape = tuple(int(v) for v in C.get_meta(meta, "input_shape", path))
-            ch = input_shape[2]
-            enc = Encoder(cfg.image_size, ch, int(arch["latent_dim"]), tuple(arch["enc_dims"]))
-            gen = Generator(cfg.image_size, ch, int(arch["latent_dim"]), tuple(arch["gen_dims"]))
-        except (ConfigError, KeyError, ValueError, TypeError, IndexError) as exc:
-            raise ModelFileError(f"{path}: invalid model config ({exc})") from exc
-        if device is not None:
-            cfg.device = device
-        obj = cls.__new__(cls)
-        obj.config, obj.preset, obj.arch, obj.input_shape = cfg, str(meta.get("preset", "custom")), arch, input_shape
-        obj.vgg_source = meta.get("vgg_source")
-        obj.info = dict(meta.get("info", {}))
-        C.load_state_checked(enc, C.split_state(tensors, "enc"), str(path))
-        C.load_state_checked(gen, C.split_state(tensors, "gen"), str(path))
+    def restore_state(self, folder: ModelFolder) -> None:
+        cfg, ch = self.config, self.input_shape[2]
+        self.arch = arch = dict(folder.get("arch"))
+        self.vgg_source = folder.meta.get("vgg_source")
+        enc = Encoder(cfg.image_size, ch, int(arch["latent_dim"]), tuple(arch["enc_dims"]))
+        gen = Generator(cfg.image_size, ch, int(arch["latent_dim"]), tuple(arch["gen_dims"]))
+        tensors = folder.tensors()
+        load_state_checked(enc, split_state(tensors, "enc"), folder.path)
+        load_state_checked(gen, split_state(tensors, "gen"), folder.path)
         vgg = VGG19Features(cfg.vgg_layer)
-        C.load_state_checked(vgg, C.read_tensors(Path(path) / VGG_FILE), str(Path(path) / VGG_FILE))
+        load_state_checked(vgg, folder.tensors(VGG_FILE), folder.path / VGG_FILE)
         for p in vgg.parameters():
             p.requires_grad_(False)
-        obj.enc, obj.gen, obj.vgg = enc.eval(), gen.eval(), vgg.eval()
-        for m in (obj.enc, obj.gen, obj.vgg):
-            m.to(obj.device)
-        return obj
+        self.enc, self.gen, self.vgg = (m.eval().to(self.device) for m in (enc, gen, vgg))
 
 
 def _batch_stream(n: int, batch_size: int, seed: int):
@@ -397,8 +387,3 @@ def _batch_stream(n: int, batch_size: int, seed: int):
             epoch += 1
         yield buf[:batch_size]
         buf = buf[batch_size:]
-
-
-def factory(preset: str = "quick", seed: int = 0, **overrides: Any) -> PIAD:
-    """A fresh PIAD detector."""
-    return PIAD(preset, seed, **overrides)

@@ -1,29 +1,131 @@
-"""Self-supervised methods that are task sets of :class:`~fgad.Detector`.
+"""Self-supervised methods: task sets of :class:`~fgad.Detector` behind the method contract.
 
 - ``ours``: geometric + jigsaw, the paper's method;
 - ``mhrot``: geometric only (MHRot, Hendrycks et al. 2019: the paper's "Geometric" column);
 - ``jigsaw``: jigsaw only (the ablation's "Jigsaw" column);
 - ``rotation``, ``translation``: single tasks for the task-suitability study (Fig. 1).
+
+The method fixes the task set; every other :class:`~fgad.core.config.DetectorConfig` field is an
+option. ``detector`` is the :class:`~fgad.Detector` itself (calibration, explanations, export).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..core.config import PRESETS, DetectorConfig
 from ..core.detector import Detector
+from ..core.scoring import fuse
+from ..errors import ConfigError, ModelFileError
+from .base import AnomalyDetector, ComponentScores, FitContext
 
-TASK_SETS = {
-    "ours": ("geometric", "jigsaw"),
-    "mhrot": ("geometric",),
-    "jigsaw": ("jigsaw",),
-    "rotation": ("rotation",),
-    "translation": ("translation",),
-}
+__all__ = ["SelfSupervised", "Ours", "MHRot", "JigsawOnly", "RotationOnly", "TranslationOnly", "TASK_SETS"]
 
 
-def make_factory(method: str):
-    def factory(preset: str = "quick", seed: int = 0, **overrides: Any) -> Detector:
-        return Detector(preset=preset, **{"tasks": TASK_SETS[method], "seed": seed, **overrides})
+class SelfSupervised(AnomalyDetector):
+    """A :class:`~fgad.Detector` as a method; ``score`` returns its anomaly scores (higher = more
+    anomalous), ``score_components`` also each task's normality sum (higher = more normal)."""
 
-    factory.__doc__ = f"Detector with tasks {TASK_SETS[method]}."
-    return factory
+    name = "selfsup"
+    config_class = DetectorConfig
+    presets = PRESETS
+    file_format = "fgad-detector"
+    resumable = True
+
+    def _setup(self, config: DetectorConfig, preset: str) -> None:
+        self.detector = Detector.from_config(config, preset)
+
+    @classmethod
+    def wrap(cls, detector: Detector) -> "SelfSupervised":
+        """``detector`` as this method; its tasks must be the method's."""
+        tasks = cls.fixed.get("tasks")
+        if tasks is not None and detector.config.tasks != tasks:
+            raise ConfigError(f"{cls.name}: the method's tasks are {', '.join(tasks)}; "
+                              f"the detector's are {', '.join(detector.config.tasks)}")
+        obj = cls.from_config(detector.config, detector.preset)
+        obj.detector = detector
+        return obj
+
+    # The detector holds the state.
+    config = property(lambda self: self.detector.config)
+    preset = property(lambda self: self.detector.preset)
+    input_shape = property(lambda self: self.detector.input_shape)
+    info = property(lambda self: self.detector.info)
+    device = property(lambda self: self.detector.device)
+    is_fitted = property(lambda self: self.detector.is_fitted)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The resolved config and, once fitted, ``task_terms`` (score terms per task)."""
+        return {**self.config.to_dict(), "task_terms": self.detector.task_terms}
+
+    def fit(self, images: Any, context: FitContext | None = None) -> "SelfSupervised":
+        """Train on normal images; checkpoints in ``context.checkpoint_dir``, resumed from when there."""
+        context = self.fit_context(context)
+        self.detector.fit(images, checkpoint_dir=context.checkpoint_dir, progress=context.progress)
+        return self
+
+    def score(self, images: Any) -> np.ndarray:
+        """Anomaly scores, one per image: higher = more anomalous (the paper's score negated)."""
+        return self.detector.score(images)
+
+    def score_components(self, images: Any, *, progress: bool = False) -> ComponentScores:
+        """The anomaly scores and each task's normality sum (eq. 4; higher = more normal)."""
+        sums = self.detector.score_tasks(images, progress=progress)
+        return ComponentScores(-fuse(sums, self.config.score_fusion, self.detector.task_terms), sums)
+
+    def save(self, path: str | Path) -> Path:
+        """The detector's folder (see :meth:`fgad.Detector.save`)."""
+        return self.detector.save(path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None) -> "SelfSupervised":
+        """A saved :class:`~fgad.Detector` folder whose tasks are this method's."""
+        detector = Detector.load(path, device=device)
+        tasks = cls.fixed.get("tasks")
+        if tasks is not None and detector.config.tasks != tasks:
+            raise ModelFileError(f"{path}: a model of tasks {', '.join(detector.config.tasks)}, "
+                                 f"not {cls.name!r} (tasks {', '.join(tasks)})")
+        return cls.wrap(detector)
+
+
+class Ours(SelfSupervised):
+    """Geometric + jigsaw tasks: the paper's method."""
+
+    name = "ours"
+    fixed = {"tasks": ("geometric", "jigsaw")}
+
+
+class MHRot(SelfSupervised):
+    """The geometric task only (MHRot)."""
+
+    name = "mhrot"
+    fixed = {"tasks": ("geometric",)}
+
+
+class JigsawOnly(SelfSupervised):
+    """The jigsaw task only."""
+
+    name = "jigsaw"
+    fixed = {"tasks": ("jigsaw",)}
+
+
+class RotationOnly(SelfSupervised):
+    """The rotation task only (RotNet)."""
+
+    name = "rotation"
+    fixed = {"tasks": ("rotation",)}
+
+
+class TranslationOnly(SelfSupervised):
+    """The translation task only."""
+
+    name = "translation"
+    fixed = {"tasks": ("translation",)}
+
+
+#: The task set of each self-supervised method.
+TASK_SETS: dict[str, tuple[str, ...]] = {
+    c.name: c.fixed["tasks"] for c in (Ours, MHRot, JigsawOnly, RotationOnly, TranslationOnly)}

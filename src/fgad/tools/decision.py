@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..metrics import _as_1d, _check, _check_rate, _Curve
+from ..metrics import RocCurve, as_1d, check_labels_scores, check_rate
 
 __all__ = ["threshold_at_fpr", "threshold_from_labels", "calibrate_scores", "decide", "check_decision",
            "DECISION_KEYS", "RULES"]
@@ -78,7 +78,7 @@ def _between(distinct_desc: np.ndarray, i: int) -> float:
     return float((hi + distinct_desc[i]) / 2.0)
 
 
-def _result(curve: _Curve, i: int, rule: str, target: float | None) -> dict[str, Any]:
+def _result(curve: RocCurve, i: int, rule: str, target: float | None) -> dict[str, Any]:
     fp, tp = int(curve.fps[i]), int(curve.tps[i])
     n_neg, n_pos = curve.n_neg, curve.n_pos
     return {
@@ -95,7 +95,7 @@ def _result(curve: _Curve, i: int, rule: str, target: float | None) -> dict[str,
 
 
 def _finite_scores(scores: Any, what: str) -> np.ndarray:
-    s = _as_1d(scores, what).astype(np.float64, copy=False)
+    s = as_1d(scores, what).astype(np.float64, copy=False)
     if s.shape[0] == 0:
         raise InputError(f"{what}: empty; a threshold needs at least one score")
     bad = ~np.isfinite(s)
@@ -117,9 +117,9 @@ def threshold_at_fpr(normal_scores: Any, target_fpr: float = 0.05) -> dict[str, 
     Returns a dict with the keys :data:`DECISION_KEYS`: ``rule = "fpr"``, ``bpcer`` = the
     fraction of these normal images rejected; ``apcer``, ``f1`` = ``None``.
     """
-    target = _check_rate(target_fpr, "target_fpr")
+    target = check_rate(target_fpr, "target_fpr")
     s = _finite_scores(normal_scores, "normal scores")
-    curve = _Curve(np.zeros(s.shape[0], dtype=bool), s)
+    curve = RocCurve(np.zeros(s.shape[0], dtype=bool), s)
     i = int(np.flatnonzero(curve.fps / curve.n_neg <= target + _TOL)[-1])
     return _result(curve, i, "fpr", target)
 
@@ -138,14 +138,14 @@ def threshold_from_labels(scores: Any, labels: Any, rule: str = "f1", target: fl
     """
     if rule not in RULES:
         raise InputError(f"unknown threshold rule {rule!r}; known: {', '.join(RULES)}")
-    y, s = _check(labels, scores, "a labelled threshold")
-    curve = _Curve(y, s)
+    y, s = check_labels_scores(labels, scores, "a labelled threshold")
+    curve = RocCurve(y, s)
     if rule == "f1":
         tp, fp = curve.tps.astype(np.float64), curve.fps.astype(np.float64)
         f1 = np.divide(2 * tp, 2 * tp + fp + (curve.n_pos - tp), out=np.zeros_like(tp), where=tp > 0)
         i = int(np.argmax(f1))  # the first maximum = the highest threshold among ties
         return _result(curve, i, "f1", None)
-    t = _check_rate(0.05 if target is None else target, "target")
+    t = check_rate(0.05 if target is None else target, "target")
     if rule == "bpcer":
         i = int(np.flatnonzero(curve.fps / curve.n_neg <= t + _TOL)[-1])
     else:
@@ -160,9 +160,9 @@ def check_calibration_args(fusion: str, rule: str | None, target_fpr: float, tar
     if rule is not None and rule not in (*RULES, "fpr"):
         raise InputError(f"unknown threshold rule {rule!r}; known: fpr, {', '.join(RULES)}")
     if target is None:
-        _check_rate(target_fpr, "target_fpr")
+        check_rate(target_fpr, "target_fpr")
     else:
-        _check_rate(target, "target")
+        check_rate(target, "target")
 
 
 def calibrate_scores(normal_scores: Any = None, scores: Any = None, labels: Any = None, *,
@@ -185,8 +185,8 @@ def calibrate_scores(normal_scores: Any = None, scores: Any = None, labels: Any 
     if scores is not None:
         if labels is None:
             raise InputError("calibrate: scores need labels (1 = anomaly, 0 = normal)")
-        s = _as_1d(scores, "scores")
-        y = _as_1d(labels, "labels")
+        s = as_1d(scores, "scores")
+        y = as_1d(labels, "labels")
         if y.shape[0] != s.shape[0]:
             raise InputError(f"calibrate: {s.shape[0]} images but {y.shape[0]} labels")
         parts_s.append(s)
@@ -219,5 +219,5 @@ def check_decision(decision: Any, where: str = "decision") -> dict[str, Any]:
 def decide(scores: Any, decision: dict[str, Any] | float) -> np.ndarray:
     """1 (anomaly) where ``score >= threshold``, else 0; ``decision``: a dict or a threshold."""
     thr = float(check_decision(decision)["threshold"] if isinstance(decision, dict) else decision)
-    s = _as_1d(scores, "scores").astype(np.float64, copy=False)
+    s = as_1d(scores, "scores").astype(np.float64, copy=False)
     return (s >= thr).astype(np.int64)
