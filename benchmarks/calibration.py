@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json")
     args = ap.parse_args()
-    from fgad.cli.main import parse_overrides
+    from fgad.cli.common import parse_overrides
 
     rows = [run(args.npz, int(c), args.target_fpr, args.preset, args.holdout, args.n_anomalies, args.seed,
                 parse_overrides(args.set)) for c in args.classes.split(",")]

@@ -140,6 +140,7 @@ def test_score_errors_are_exit_2(npz_model, tmp_path, capsys):
     assert_one_error_line(capsys.readouterr().err, "y_train")
 
 
+@pytest.mark.subprocess
 def test_subprocess_exit_code_and_single_error_line(tmp_path):
     folder = write_pngs(tmp_path / "imgs", n=2)
     (folder / "corrupt.png").write_bytes(b"not an image")

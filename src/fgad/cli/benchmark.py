@@ -1,11 +1,13 @@
-"""``fgad list``, ``fgad benchmark`` and ``fgad report``.
+"""``fgad benchmark``: the one-vs-all protocol over datasets, methods, classes and seeds.
 
     fgad benchmark                                   # the embedded quick comparison (fonts, offline)
     fgad benchmark --dataset mnist --method ours,mhrot --classes 0-9 --seeds 0-4 --preset paper
     fgad benchmark --dataset npz --data-root cub100_subset_64.npz --method ours,mhrot,jigsaw
     fgad benchmark ... --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT   # one slice per array task
     fgad benchmark ... --ray auto --out /shared/runs   # one Ray task per job on a Ray cluster
-    fgad report runs/
+
+``--out`` is resumed: a rerun skips the jobs already recorded there. A folder that is not a
+benchmark results folder is refused.
 """
 
 from __future__ import annotations
@@ -13,49 +15,38 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from typing import Any
+
+from .common import add_preset_arg, check_output_folder, only_entries, parse_overrides
+from .report import print_report
 
 # The embedded default: no download, no files outside the installed packages, ~10 min on 2 cores.
 DEFAULT_DATASET = "fonts"
 DEFAULT_METHODS = "ours,mhrot,mean-distance"
 DEFAULT_CLASSES = "0-3"
 DEFAULT_OVERRIDES: dict[str, Any] = {"steps": 150}
+# What a results folder holds (records, per-job checkpoints and errors, the report).
+RESULTS_ENTRIES = ("records", "checkpoints", "errors", "report")
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    from ..core.config import PRESET_NOTES, PRESETS
-    from ..data import DATASETS
-    from ..methods import METHODS
-
-    print("datasets:")
-    for name, adapter in DATASETS.items():
-        print(f"  {name:<16} {getattr(adapter, 'summary', '')}")
-    print("methods:")
-    for name, m in METHODS.items():
-        print(f"  {name:<16} {m.summary}")
-    print("presets:")
-    for name, p in PRESETS.items():
-        changes = ", ".join(f"{k}={v}" for k, v in p.items())
-        print(f"  {name:<16} {PRESET_NOTES.get(name, '')}" + (f" ({changes})" if changes else ""))
-    return 0
-
-
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .main import parse_overrides
-    from ..core.config import load_config_file
+def run(args: argparse.Namespace) -> int:
     from ..benchmark.jobs import parse_shard
-    from ..benchmark.runner import DataRef, check_overrides, plan_jobs, run_plan
+    from ..benchmark.runner import DataRef, check_overrides, plan_jobs, run_plan, takes_option
+    from ..core.config import load_config_file
 
     embedded = args.dataset is None
     datasets = [DEFAULT_DATASET] if embedded else [d.strip() for d in args.dataset.split(",") if d.strip()]
     methods = [m.strip() for m in (args.method or DEFAULT_METHODS).split(",") if m.strip()]
     classes = args.classes if args.classes is not None else (DEFAULT_CLASSES if embedded else None)
-    overrides: dict[str, Any] = dict(DEFAULT_OVERRIDES) if embedded and args.preset == "quick" else {}
+    overrides: dict[str, Any] = {}
+    if embedded and args.preset == "quick":  # the defaults of the methods that have those options
+        overrides = {k: v for k, v in DEFAULT_OVERRIDES.items() if takes_option(methods, k)}
     if args.config:
         overrides.update(load_config_file(args.config))
     overrides.update(parse_overrides(args.set))
     check_overrides(methods, args.preset, overrides)  # a bad preset or key fails before any work
+    check_output_folder(args.out, "a benchmark results folder", only_entries(lambda n: n in RESULTS_ENTRIES),
+                        resume=True)
     if args.ray:
         from ..integrations.ray_runner import require_ray
 
@@ -80,68 +71,30 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         done, failed = run_plan(plan, args.out, overrides, workers=args.workers, progress=not args.quiet, log=log)
     print(f"{done} job(s) finished, {failed} failed, in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if not args.no_report:
-        _print_report(args.out)
+        print_report(args.out)
     return 1 if failed else 0
 
 
-def _print_report(out_dir: str) -> None:
-    from ..errors import InputError
-    from ..report import build_report
-
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            res = build_report(out_dir)
-    except InputError as exc:
-        print(f"no report: {exc}", file=sys.stderr)
-        return
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    print(res.markdown)
-    print(f"report written to {res.out_dir}", file=sys.stderr)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from ..report import build_report
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        res = build_report(args.results, args.out, max_roc_classes=args.max_roc_classes)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    print(res.markdown)
-    print(f"{res.n_records} record(s); report written to {res.out_dir}", file=sys.stderr)
-    return 0
-
-
-def add_commands(sub) -> None:
-    p = sub.add_parser("list", help="registered datasets, methods and presets")
-    p.set_defaults(func=cmd_list)
-
+def add_command(sub: Any) -> None:
     p = sub.add_parser("benchmark", help="one-vs-all benchmark; with no --dataset, the embedded quick comparison")
     p.add_argument("--dataset", help="dataset name(s), comma-separated (see fgad list)")
     p.add_argument("--method", help=f"method name(s), comma-separated (default {DEFAULT_METHODS})")
     p.add_argument("--classes", help="normal classes: all (default), 0-9, 1,3,5 or class names")
     p.add_argument("--seeds", help="seeds, e.g. 0 (default) or 0-4")
-    p.add_argument("--preset", default="quick", help="paper | quick | tiny (default quick)")
-    p.add_argument("--config", help="YAML/JSON file of detector config overrides")
+    add_preset_arg(p)
+    p.add_argument("--config", help="YAML/JSON file of method options (KEY or METHOD.KEY: value)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="detector config override (self-supervised methods), or METHOD.KEY=VALUE for one "
-                        "method's option, e.g. deepgeo.steps=100; repeatable")
+                   help="an option of every method run that has it (an error if none has), or "
+                        "METHOD.KEY=VALUE for one method's option, e.g. deepgeo.steps=100; repeatable")
     p.add_argument("--data-root", help="dataset folder or file (default $FGAD_DATA_DIR/<dataset>)")
     p.add_argument("--data-option", action="append", metavar="KEY=VALUE", help="dataset option, e.g. size=32")
     p.add_argument("--download", action="store_true", help="download the dataset first (where allowed)")
-    p.add_argument("--out", default="fgad-runs", help="results folder (default fgad-runs)")
+    p.add_argument("--out", default="fgad-runs", help="results folder, resumed by a rerun (default fgad-runs; "
+                                                      "a new or empty folder, or an earlier results folder)")
     p.add_argument("--shard", help="run only slice i of n (0-based), e.g. 0/4")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (one per GPU on GPUs)")
     p.add_argument("--ray", metavar="ADDRESS", help="run the jobs as Ray tasks: local (start Ray here), auto (join "
                    "the running cluster) or a cluster address; OUT and the data must be on a shared file system")
     p.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_benchmark)
-
-    p = sub.add_parser("report", help="tables (Markdown, CSV) and ROC plots from benchmark records")
-    p.add_argument("results", help="results folder of fgad benchmark")
-    p.add_argument("--out", help="report folder (default RESULTS/report)")
-    p.add_argument("--max-roc-classes", type=int, default=20, help="ROC plots per dataset (default 20)")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=run)

@@ -3,8 +3,9 @@
     fgad calibrate MODEL NORMAL_IMAGES [--target-fpr 0.05]
     fgad calibrate MODEL NORMAL_IMAGES --anomalous ANOMALOUS_IMAGES [--rule f1|bpcer|apcer] [--target 0.05]
 
-Only the model's ``config.json`` is rewritten (atomically: a temporary file, then a rename); the
-weights and the training log are left as they are. ``fgad score MODEL IMAGES --decide`` then adds
+Only the model's ``config.json`` is rewritten (atomically: a temporary file, then a rename), and
+only in a folder that holds an fgad model; the weights, the training log and any other file in
+the folder are left as they are. A threshold set earlier is replaced. ``fgad score MODEL IMAGES --decide`` then adds
 an ``is_anomaly`` column (1 = anomaly score >= threshold).
 """
 
@@ -12,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, ModelFileError
+from .common import add_device_arg, add_image_args, print_skipped
 
 
 def write_decision(model_dir: str | Path, decision: dict[str, Any] | None) -> None:
@@ -50,7 +51,7 @@ def describe(decision: dict[str, Any]) -> str:
     return f"threshold {decision['threshold']:.6g} ({what}): " + ", ".join(parts)
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..tools.decision import RULES
     from ..core.detector import Detector
     from ..io.inputs import load_images
@@ -81,8 +82,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         decision = det.calibrate(normal, **kw)
     write_decision(args.model, decision)
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}", file=sys.stderr)
+    print_skipped(skipped)
     print(describe(decision) + f"; written to {args.model}")
     return 0
 
@@ -100,7 +100,7 @@ def _rate(text: str | None, option: str) -> float | None:
     return v
 
 
-def add_commands(sub: Any) -> None:
+def add_command(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="set the decision threshold of a model from held-out images",
                        description="Choose the threshold on held-out normal images (a target false positive "
                        "rate) or on normal plus anomalous images (--rule), and store it in the model folder. "
@@ -113,11 +113,9 @@ def add_commands(sub: Any) -> None:
                    "apcer (anomalies missed <= --target)")
     p.add_argument("--target", help="the target rate of --rule bpcer | apcer (default 0.05)")
     p.add_argument("--fusion", choices=["sum", "mean"], help="task fusion (default: the model's; sum = paper)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--key", help="array name inside the normal images' .npz (default x_train)")
-    p.add_argument("--label", type=int, help="only the normal images of this class (needs a label array)")
+    add_device_arg(p)
+    add_image_args(p, key_help="array name inside the normal images' .npz (default x_train)",
+                   label_help="only the normal images of this class (needs a label array)")
     p.add_argument("--anomalous-key", help="array name inside the anomalous images' .npz (default x_train)")
     p.add_argument("--anomalous-label", type=int, help="only the anomalous images of this class")
-    p.add_argument("--skip-unreadable", action="store_true", help="skip unreadable image files and count them")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_calibrate)
+    p.set_defaults(func=run)

@@ -1,0 +1,42 @@
+"""``fgad train IMAGES --out MODEL``: train a detector on normal images and save it.
+
+    fgad train normal.npz --out model [--preset quick] [--set key=value ...] [--overwrite]
+
+Checkpoints go to ``MODEL.checkpoints/`` (or ``--checkpoint-dir``) while it trains; the same
+command resumes from them after a crash. When the model is saved, only the checkpoint files fgad
+wrote are removed (and the folder, if fgad created it and nothing else is in it).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .common import (add_image_args, add_training_args, check_output_folder, config_overrides, is_fgad_model,
+                     print_skipped)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.detector import Detector
+    from ..io.fileio import checkpoint_folder, remove_checkpoints
+    from ..io.inputs import load_images
+
+    det = Detector(preset=args.preset, **config_overrides(args))  # validate the config before reading images
+    check_output_folder(args.out, "an fgad model", is_fgad_model, overwrite=args.overwrite)  # before training
+    images, _, skipped = load_images(args.images, key=args.key, label=args.label, skip_unreadable=args.skip_unreadable)
+    print_skipped(skipped)
+    ckpt = args.checkpoint_dir or str(Path(args.out).with_name(Path(args.out).name + ".checkpoints"))
+    det.fit(images, checkpoint_dir=checkpoint_folder(ckpt), progress=not args.quiet)
+    det.save(args.out)
+    remove_checkpoints(ckpt)  # the finished model supersedes them
+    print(f"trained on {len(images)} images in {det.info['fit_s']:.1f} s; model written to {args.out}")
+    return 0
+
+
+def add_command(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a detector on normal images")
+    add_training_args(p)
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms on CUDA (slower)")
+    add_image_args(p)
+    p.set_defaults(func=run)
