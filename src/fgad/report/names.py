@@ -23,6 +23,7 @@ _METHOD_NAMES = {
     "mhrot": "MHRot",
     "jigsaw": "Jigsaw only",
     "deepgeo": "DeepGEO",
+    "goad": "GOAD",
     "deepsad": "Deep SAD",
     "deepsvdd": "Deep SVDD",
     "rotation": "Rotation only",
