@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, TypeVar
 import numpy as np
 
 from ..errors import ConfigError
+from ..io.conform import RESIZE_RULES
+from .scoring import FUSIONS, NORMAL_STATS, STANDARDISED_FUSIONS, TASK_SCORES
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +55,9 @@ class DetectorConfig(Config):
     head_dropout: float = 0.3  # dropout before each task's dense layer (paper)
     block_dropout: float = 0.0  # dropout inside residual blocks (Hendrycks' WRN); off in the paper
     image_size: int = 32  # smaller images are zero-padded to this side, larger ones resized
+    # How an image of another size than the model's input_shape is brought to it: "crop" (cover,
+    # then the centre), "pad" (fit inside, black borders) or "stretch" (fgad.io.conform).
+    resize: str = "crop"
     batch_size: int = 32  # source images per step; each brings all views of every task
     epochs: float | None = 15.0  # training length in passes over the normal images...
     steps: int | None = None  # ...or in optimiser steps (takes precedence when set)
@@ -64,7 +69,23 @@ class DetectorConfig(Config):
     jigsaw_grid: tuple[int, int] = (3, 3)
     jigsaw_k: int = 3  # permutations, identity included
     jigsaw_margin: int = 2  # tile = cell − margin pixels; the random offset range in training
-    score_fusion: str = "sum"  # "sum": eq. 3 on raw task sums (the paper's); "mean": each sum / its terms
+    # Training knobs beyond the paper; each default is the paper's (docs/configuration.md).
+    views_per_image: int | None = None  # None: all views of every task per source image; m: a random m per task
+    # Random horizontal flip of training source images: "off" | "on" | "auto" (colour only); YAML's
+    # on/off (booleans, as ``--set hflip=on`` parses) are taken as "on"/"off".
+    hflip: str | bool = "off"
+    jigsaw_permutations: str = "distant"  # "distant": greedy max-min Hamming (paper); "random": uniform
+    jigsaw_test_draws: int = 0  # random tile-offset draws scored besides the centred tiles
+    task_weights: dict[str, float] | None = None  # loss weight per task name; None: 1 each (the paper's sum)
+    # Scoring beyond the paper; each default is the paper's (docs/configuration.md, core/scoring.py).
+    task_score: str = "prob"  # per task: "prob" Σ softmax(true) (paper) | "logprob" Σ log softmax | "dirichlet"
+    # "sum": eq. 3 on raw task sums (the paper's); "mean": each sum / its terms; "zscore" / "rank":
+    # each component standardised with statistics of normal images, then averaged
+    score_fusion: str = "sum"
+    normal_stats: str = "heldout"  # zscore/rank statistics from "heldout" normals or the "train" normals
+    heldout_fraction: float = 0.2  # share of the normal images held out of training (zscore/rank + heldout)
+    feature_knn: int = 0  # k >= 1: a component, mean cosine distance of features to the k nearest normals
+    feature_bank_max: int = 4096  # training normals in the kNN bank at most (a seeded subsample)
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
     # Source images per scoring batch (× all views); None: 128 on CUDA, 8 on a CPU, where big
@@ -77,6 +98,10 @@ class DetectorConfig(Config):
     deterministic: bool = False  # deterministic algorithms on CUDA (slower); CPU runs are deterministic anyway
 
     CLEARS: ClassVar[dict[str, str]] = {"epochs": "steps"}
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hflip, bool):
+            self.hflip = "on" if self.hflip else "off"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], owner: str = "detector") -> "DetectorConfig":
@@ -105,7 +130,56 @@ class DetectorConfig(Config):
             raise ConfigError(f"option 'shift_fraction' must be in (0, 1), got {self.shift_fraction}")
         if self.lr <= 0:
             raise ConfigError(f"option 'lr' must be > 0, got {self.lr}")
-        check_choice("score_fusion", self.score_fusion, ("sum", "mean"))
+        self._validate_scoring()
+        self._validate_training_knobs()
+
+    def _validate_training_knobs(self) -> None:
+        if self.views_per_image is not None and self.views_per_image < 1:
+            raise ConfigError(f"option 'views_per_image' must be >= 1, got {self.views_per_image}")
+        check_choice("hflip", self.hflip, ("off", "on", "auto"))
+        if self.hflip == "on" and "geom72" in self.tasks:
+            raise ConfigError("option 'hflip' cannot be 'on' with the geom72 task (a flip is one of its classes)")
+        check_choice("jigsaw_permutations", self.jigsaw_permutations, ("distant", "random"))
+        n_cells = self.jigsaw_grid[0] * self.jigsaw_grid[1]
+        if self.jigsaw_permutations == "random" and self.jigsaw_k > math.factorial(n_cells):
+            raise ConfigError(f"option 'jigsaw_k' must be <= {math.factorial(n_cells)} (the permutations of "
+                              f"{n_cells} cells), got {self.jigsaw_k}")
+        if self.jigsaw_test_draws < 0:
+            raise ConfigError(f"option 'jigsaw_test_draws' must be >= 0, got {self.jigsaw_test_draws}")
+        if self.task_weights is not None:
+            unknown = sorted(set(self.task_weights) - set(self.tasks))
+            if unknown:
+                raise ConfigError(f"option 'task_weights' names task(s) not in 'tasks': {', '.join(unknown)}")
+            if any(w < 0 for w in self.task_weights.values()):
+                raise ConfigError(f"option 'task_weights' must be >= 0, got {self.task_weights}")
+            if all(self.task_weights.get(t, 1.0) == 0 for t in self.tasks):
+                raise ConfigError("option 'task_weights' gives every task weight 0")
+
+    def _validate_scoring(self) -> None:
+        check_choice("task_score", self.task_score, TASK_SCORES)
+        check_choice("score_fusion", self.score_fusion, FUSIONS)
+        check_choice("resize", self.resize, RESIZE_RULES)
+        check_choice("normal_stats", self.normal_stats, NORMAL_STATS)
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise ConfigError(f"option 'heldout_fraction' must be in (0, 1), got {self.heldout_fraction}")
+        check_positive(self, "feature_knn", allow_zero=True)
+        check_positive(self, "feature_bank_max")
+        if self.feature_knn and self.score_fusion not in STANDARDISED_FUSIONS:
+            raise ConfigError(f"option 'feature_knn' needs score_fusion 'zscore' or 'rank' (a feature distance "
+                              f"cannot be summed with task scores), got score_fusion {self.score_fusion!r}")
+        if self.feature_knn and self.feature_bank_max < 2:
+            raise ConfigError(f"option 'feature_bank_max' must be >= 2 with feature_knn, got {self.feature_bank_max}")
+
+
+#: The paper's scoring (eqs. 2–4): the values the ``ours`` method fixes, and those a saved model
+#: folder without these keys (written before they existed) loads with.
+PAPER_SCORING: dict[str, Any] = {"task_score": "prob", "score_fusion": "sum", "feature_knn": 0,
+                                 "jigsaw_test_draws": 0}
+
+#: The improved detector's settings (method ``calibrated``; docs/configuration.md). Making it the
+#: default of ``Detector()`` is applying this dict over the preset.
+IMPROVED: dict[str, Any] = {"tasks": ("geometric", "jigsaw"), "task_score": "logprob", "score_fusion": "zscore",
+                            "normal_stats": "heldout", "feature_knn": 5}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -180,6 +254,10 @@ def check_value(what: str, value: Any, annotation: Any) -> Any:
         raise ConfigError(f"{what} cannot be null")
     if origin is tuple:
         return _check_tuple(what, value, args)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{what} must be a mapping, got {value!r}")
+        return {check_value(what, k, args[0]): check_value(what, v, args[1]) for k, v in value.items()}
     ok = {bool: lambda v: isinstance(v, bool),
           int: lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool),
           float: lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool),

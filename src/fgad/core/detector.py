@@ -8,6 +8,9 @@ Example:
     >>> det.save("model/"); det = Detector.load("model/")
 
 ``tasks=("geometric",)`` is MHRot, ``("jigsaw",)`` is jigsaw only, both is the paper's method.
+The scoring options (``task_score``, ``score_fusion``, ``feature_knn``...; see
+:mod:`fgad.core.scoring`) default to the paper's score; ``fgad.core.config.IMPROVED`` holds the
+improved detector's (method ``calibrated``).
 """
 
 from __future__ import annotations
@@ -20,14 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import DetectorConfig, resolve_config, score_batch_size
+from .config import PAPER_SCORING, DetectorConfig, resolve_config, score_batch_size
 from ..errors import InputError, ModelFileError
-from ..io.modelfolder import CONFIG_FILE, WEIGHTS_FILE, read_model_folder, save_model_folder  # noqa: F401 (re-exported)
+from ..io.modelfolder import CONFIG_FILE, WEIGHTS_FILE, ModelFolder, read_model_folder, save_model_folder  # noqa: F401
 from ..nets import MultiTaskNet, WideResNet
-from ..io.preprocess import as_image_array, check_image_shape, conform_images, to_tensor
+from ..io.preprocess import as_image_array, check_image_shape, conform_images, image_list, to_tensor
 from ..io.provenance import versions
 from ..io.safeload import load_state_checked
-from .scoring import fuse, true_class_probability_sum
+from .scoring import (FEATURE_COMPONENT, FUSIONS, RAW_FUSIONS, STANDARDISED_FUSIONS, NormalStats, bank_subsample,
+                      fit_dirichlet_stats, fuse, heldout_split, knn_cosine_distance, l2_normalise,
+                      percentile_below, softmax_moments, task_score, true_class_probability_sum)
 from .seeding import enable_determinism, seed_everything
 from ..tasks import Task, build_task
 from .precision import autocast
@@ -35,6 +40,7 @@ from .training import EvalHook, train
 
 FORMAT = "fgad-detector"
 LOG_FILE = "training_log.json"
+SCORING_FILE = "scoring.safetensors"  # Dirichlet parameters, kNN bank, normal statistics (when the config uses them)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -77,6 +83,11 @@ class Detector:
         self.history: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
         self.decision: dict[str, Any] | None = None  # set by calibrate(): threshold and rates
+        # Fitted scoring state beyond the network (see _fit_scoring), None when the config does not use it:
+        self.dirichlet_alpha: dict[str, list[np.ndarray]] | None = None  # per task, per head: V×size α
+        self.feature_bank: np.ndarray | None = None  # M×D float32 L2-normalised features of training normals
+        self.normal_stats: NormalStats | None = None  # reference normals' components (zscore/rank fusion)
+        self.heldout_indices: np.ndarray | None = None  # indices of the fit's images held out of training
         self._compiled: tuple[nn.Module, nn.Module] | None = None  # (network, its torch.compile wrapper)
 
     # ----------------------------------------------------------------------------- building
@@ -94,7 +105,8 @@ class Detector:
             if task_states is not None:
                 params = task_states[name]
             elif name == "jigsaw":
-                params = {"grid": cfg.jigsaw_grid, "k": cfg.jigsaw_k, "margin": cfg.jigsaw_margin, "seed": cfg.seed}
+                params = {"grid": cfg.jigsaw_grid, "k": cfg.jigsaw_k, "margin": cfg.jigsaw_margin, "seed": cfg.seed,
+                          "choice": cfg.jigsaw_permutations}
             elif name in ("geometric", "translation", "geom72"):
                 params = {"shift_fraction": cfg.shift_fraction}
             else:
@@ -125,34 +137,95 @@ class Detector:
         labels it). ``evaluate(steps_done, net)``: a hook run during training at the step counts
         chosen by ``eval_every`` (see :func:`fgad.core.training.train`); it does not change the
         weights (:func:`fgad.tools.diagnose.diagnose` uses it).
+
+        With ``score_fusion`` ``"zscore"``/``"rank"`` and ``normal_stats="heldout"``, a seeded
+        share ``heldout_fraction`` of the images is held out of training (their indices:
+        ``heldout_indices``) and gives the normal statistics; after training, the scoring state
+        the config needs (Dirichlet parameters, kNN bank, normal statistics) is fitted.
         """
         x_np = as_image_array(images, "training images")
         if x_np.shape[0] < 2:
             raise InputError("training images: at least 2 normal images are needed, got 1")
         cfg = self.config
+        held = None
+        if cfg.score_fusion in STANDARDISED_FUSIONS and cfg.normal_stats == "heldout":
+            keep, held = heldout_split(len(x_np), cfg.heldout_fraction, cfg.seed)
+        x_fit = x_np if held is None else x_np[keep]  # training never sees the held-out images
         seed_everything(cfg.seed)
         device = self.device
         if cfg.deterministic:
             enable_determinism()
         self.input_shape = tuple(int(s) for s in x_np.shape[1:])
         self.build_network(self.input_shape[2], device=device)
-        x = to_tensor(x_np, cfg.image_size)
+        x = to_tensor(x_fit, cfg.image_size)
         t0 = time.perf_counter()
         self.history = train(self.net, self.tasks, x, cfg, device, checkpoint_dir=checkpoint_dir, progress=progress,
                              evaluate=evaluate, eval_every=eval_every)
         self.net.eval()
         self.decision = None  # a threshold calibrated on another network no longer holds
-        self.info = {"n_train": int(x_np.shape[0]), "fit_s": round(time.perf_counter() - t0, 3),
+        self.heldout_indices = held
+        self._fit_scoring(x_fit, None if held is None else x_np[held], progress=bool(progress))
+        self.info = {"n_train": int(x_fit.shape[0]), "fit_s": round(time.perf_counter() - t0, 3),
                      "device": str(device), "versions": versions()}
+        if held is not None:
+            self.info["n_heldout"] = int(len(held))
         return self
+
+    def _fit_scoring(self, x_fit: np.ndarray, x_held: np.ndarray | None, *, progress: bool) -> None:
+        """After training: what the config's scoring needs beyond the network, in this order: the
+        Dirichlet parameters (on the training normals), the kNN bank (a seeded subsample of them),
+        then the normal statistics of the standardised fusions (on the held-out normals, or on
+        the training normals with the feature component left-one-out)."""
+        cfg = self.config
+        self.dirichlet_alpha = self._fit_dirichlet(x_fit, progress) if cfg.task_score == "dirichlet" else None
+        self.feature_bank, bank = None, None
+        if cfg.feature_knn:
+            bank = bank_subsample(len(x_fit), cfg.feature_bank_max, cfg.seed)
+            self.feature_bank = self.features(x_fit[bank], progress=progress).astype(np.float32)
+        self.normal_stats = None
+        if cfg.score_fusion not in STANDARDISED_FUSIONS:
+            return
+        if x_held is not None:
+            comps = self.score_components(x_held, progress=progress)
+        else:
+            exclude = None  # each training image's own row in the bank, left out of its neighbours
+            if bank is not None:
+                exclude = np.full(len(x_fit), -1, dtype=np.int64)
+                exclude[bank] = np.arange(len(bank))
+            comps = self._components(x_fit, progress=progress, knn_exclude=exclude)
+        stats = NormalStats.fit(comps, cfg.normal_stats)
+        if x_held is not None:
+            stats.anomaly_scores = np.sort(-fuse(comps, cfg.score_fusion, self.task_terms, stats))
+        self.normal_stats = stats
+
+    @torch.inference_mode()
+    def _fit_dirichlet(self, x_fit: np.ndarray, progress: bool) -> dict[str, list[np.ndarray]]:
+        """Per task and head, the V×size maximum-likelihood Dirichlet parameters of the training
+        normals' softmax vectors, one Dirichlet per view (:func:`fgad.core.scoring.fit_dirichlet_stats`)."""
+        sums: dict[str, list[list[torch.Tensor]]] = {}
+        counts = dict.fromkeys(self.tasks, 0)  # softmax vectors per view: images (× draws for the jigsaw)
+        for xb, n_real in self.image_batches(x_fit, progress=progress):
+            logits, drawn = self._batch_logits(xb, n_real), self._draw_logits(xb, n_real)
+            for n, t in self.tasks.items():
+                # the test-time draws, when scored, are pooled with the centred views
+                for z in [logits[n], *(drawn[n].unbind(1) if n in drawn else [])]:
+                    moments = softmax_moments(z, t.head_sizes)
+                    acc = sums.setdefault(n, [[torch.zeros_like(p), torch.zeros_like(lp)] for p, lp in moments])
+                    for a, (p, lp) in zip(acc, moments):
+                        a[0] += p
+                        a[1] += lp
+                    counts[n] += n_real
+        return {n: [fit_dirichlet_stats((p / counts[n]).cpu().numpy(), (lp / counts[n]).cpu().numpy())
+                    for p, lp in heads] for n, heads in sums.items()}
 
     # ----------------------------------------------------------------------------- scoring
     def _check_input(self, images: Any, conform: bool = False) -> np.ndarray:
         if not self.is_fitted:
             raise InputError("the detector is not fitted: call fit() or Detector.load() first")
-        x = as_image_array(images, "images to score")
-        if conform:
-            x = conform_images(x, self.input_shape)
+        if conform:  # a list of images of several sizes too
+            x = conform_images(image_list(images, "images to score"), self.input_shape, self.config.resize)
+        else:
+            x = as_image_array(images, "images to score")
         return check_image_shape(x, self.input_shape)
 
     @torch.inference_mode()
@@ -160,7 +233,9 @@ class Detector:
         """Per-task normality sums (eq. 4; higher = more normal), one array of N per task.
 
         Images must have the training images' size and channels; with ``conform=True`` others are
-        converted (grey ↔ colour, see :func:`fgad.io.preprocess.conform_images`) and resized instead.
+        converted (grey ↔ colour) and resized by the model's rule (``config.resize``, see
+        :mod:`fgad.io.conform`) instead, and a list of images of several sizes is accepted.
+        Arrays of another size are refused by default.
         """
         device = self.device
         labels = {n: t.labels().to(device) for n, t in self.tasks.items()}
@@ -179,11 +254,42 @@ class Detector:
         :meth:`score_tasks` and the explanations (:mod:`fgad.tools.explain`) both read these;
         :mod:`fgad.core.scoring` turns them into probabilities and scores.
         """
-        device = self.device
         for xb, n_real in self.image_batches(images, progress=progress, conform=conform):
-            views = {n: t.views(xb, train=False) for n, t in self.tasks.items()}
-            logits = self.forward_views({n: v.flatten(0, 1) for n, v in views.items()}, device)
-            yield {n: logits[n].view(xb.shape[0], t.n_views, -1)[:n_real] for n, t in self.tasks.items()}
+            yield self._batch_logits(xb, n_real)
+
+    def _batch_logits(self, xb: torch.Tensor, n_real: int) -> dict[str, torch.Tensor]:
+        """Per task, the B×V×outputs logits of one batch of :meth:`image_batches` (padding dropped)."""
+        views = {n: t.views(xb, train=False) for n, t in self.tasks.items()}
+        logits = self.forward_views({n: v.flatten(0, 1) for n, v in views.items()}, self.device)
+        return {n: logits[n].view(xb.shape[0], t.n_views, -1)[:n_real] for n, t in self.tasks.items()}
+
+    def _draw_logits(self, xb: torch.Tensor, n_real: int) -> dict[str, torch.Tensor]:
+        """With ``config.jigsaw_test_draws`` = D > 0: the jigsaw's logits B×D×V×outputs on its test
+        views of draws 1..D (random tile offsets, :meth:`fgad.tasks.Task.test_views`), in one pass;
+        empty otherwise (draw 0, the centred views, is :meth:`_batch_logits`)."""
+        draws = self.config.jigsaw_test_draws
+        if not draws or "jigsaw" not in self.tasks:
+            return {}
+        t = self.tasks["jigsaw"]
+        views = torch.cat([t.test_views(xb, d) for d in range(1, draws + 1)], 1)  # B×(D·V)×C×H×W
+        logits = self.forward_views({"jigsaw": views.flatten(0, 1)}, self.device)["jigsaw"]
+        return {"jigsaw": logits.view(xb.shape[0], draws, t.n_views, -1)[:n_real]}
+
+    def _batch_features(self, xb: torch.Tensor, n_real: int) -> torch.Tensor:
+        """L2-normalised backbone features (float64, n_real×D) of the untransformed images of a batch."""
+        cfg = self.config
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast(cfg, self.device):
+            feats = self.net.backbone(xb)
+        return l2_normalise(feats.float()[:n_real])
+
+    @torch.inference_mode()
+    def features(self, images: Any, *, progress: bool = False, conform: bool = False) -> np.ndarray:
+        """The L2-normalised backbone features of the images, untransformed: N×D float64 (the
+        space of the ``feature_knn`` component)."""
+        out = [self._batch_features(xb, n) for xb, n in self.image_batches(images, progress=progress, conform=conform)]
+        return torch.cat(out).cpu().numpy()
 
     def image_batches(self, images: Any, *, progress: bool = False,
                       conform: bool = False) -> Iterator[tuple[torch.Tensor, int]]:
@@ -225,18 +331,88 @@ class Detector:
             self._compiled = (self.net, torch.compile(self.net))
         return self._compiled[1]
 
+    @property
+    def component_names(self) -> list[str]:
+        """The fused components: each task, then ``"feature_knn"`` when the config has that component."""
+        return [*self.tasks, *([FEATURE_COMPONENT] if self.config.feature_knn else [])]
+
+    def score_components(self, images: Any, *, progress: bool = False, conform: bool = False) -> dict[str, np.ndarray]:
+        """Every component the score fuses, as normality values (higher = more normal), one float64
+        array of N each: per task its score under ``config.task_score`` (``"prob"``: the sums of
+        :meth:`score_tasks`; with ``jigsaw_test_draws`` = D > 0 the jigsaw's per-view terms are
+        averaged over the centred tiles and D random tile draws), and ``"feature_knn"``: minus the
+        mean cosine distance of the image's features to its nearest training normals.
+        :meth:`score` is minus their fusion."""
+        return self._components(images, progress=progress, conform=conform)
+
+    @torch.inference_mode()
+    def _components(self, images: Any, *, progress: bool = False, conform: bool = False,
+                    knn_exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """:meth:`score_components`; ``knn_exclude``: per image, its own bank row to leave out
+        of its neighbours (−1: none), for leave-one-out statistics on the training normals."""
+        cfg, device = self.config, self.device
+        labels = {n: t.labels().to(device) for n, t in self.tasks.items()}
+        alphas = None
+        if cfg.task_score == "dirichlet":
+            alphas = {n: [torch.from_numpy(a).to(device) for a in heads] for n, heads in self.dirichlet_alpha.items()}
+        bank = torch.from_numpy(self.feature_bank).to(device) if cfg.feature_knn else None
+        out: dict[str, list[torch.Tensor]] = {n: [] for n in self.component_names}  # on the device: no sync per batch
+        start = 0
+        for xb, n_real in self.image_batches(images, progress=progress, conform=conform):
+            logits, drawn = self._batch_logits(xb, n_real), self._draw_logits(xb, n_real)
+            for n, t in self.tasks.items():
+                alpha = None if alphas is None else alphas[n]
+                value = task_score(logits[n], labels[n], t.head_sizes, cfg.task_score, alpha)
+                if n in drawn:  # each view's term averaged over the centred tiles and the draws
+                    for d in range(drawn[n].shape[1]):
+                        value = value + task_score(drawn[n][:, d], labels[n], t.head_sizes, cfg.task_score, alpha)
+                    value = value / (drawn[n].shape[1] + 1)
+                out[n].append(value)
+            if bank is not None:
+                exclude = None
+                if knn_exclude is not None:
+                    exclude = torch.from_numpy(knn_exclude[start : start + n_real]).to(device)
+                dist = knn_cosine_distance(self._batch_features(xb, n_real), bank, cfg.feature_knn, exclude)
+                out[FEATURE_COMPONENT].append(-dist)
+            start += n_real
+        return {n: torch.cat(v).cpu().numpy().astype(np.float64) for n, v in out.items()}
+
+    def fuse_components(self, components: dict[str, np.ndarray], fusion: str | None = None) -> np.ndarray:
+        """The fused normality score (higher = more normal) of :meth:`score_components`' output,
+        with ``fusion`` (default: the config's; see :func:`fgad.core.scoring.fuse`)."""
+        fusion = fusion or self.config.score_fusion
+        if fusion not in FUSIONS:
+            raise InputError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        if fusion in STANDARDISED_FUSIONS and self.normal_stats is None:
+            raise InputError(f"fusion {fusion!r} needs statistics of normal images; this model has none "
+                             f"(fit it with score_fusion 'zscore' or 'rank')")
+        if fusion in RAW_FUSIONS and FEATURE_COMPONENT in components:
+            raise InputError(f"fusion {fusion!r} cannot add the feature-space component to task scores; "
+                             f"use 'zscore' or 'rank'")
+        return fuse(components, fusion, self.task_terms, self.normal_stats)
+
     def normality(self, images: Any, *, fusion: str | None = None, conform: bool = False) -> np.ndarray:
-        """The paper's normality score s(x) (eq. 3): higher = more normal."""
-        sums = self.score_tasks(images, conform=conform)
-        return fuse(sums, fusion or self.config.score_fusion, self.task_terms)
+        """The fused normality score: higher = more normal (with the paper's settings, s(x) of eq. 3)."""
+        return self.fuse_components(self.score_components(images, conform=conform), fusion)
 
     def score(self, images: Any, *, fusion: str | None = None, conform: bool = False) -> np.ndarray:
-        """Anomaly scores, one per image: higher = more anomalous (the paper's score negated).
+        """Anomaly scores, one per image: higher = more anomalous (the fused normality negated).
 
-        ``fusion="sum"`` (default, the paper's eq. 3) averages the raw task sums;
-        ``"mean"`` divides each task's sum by its number of terms first.
+        ``fusion`` (default: the config's ``score_fusion``): ``"sum"`` (the paper's eq. 3)
+        averages the raw task scores; ``"mean"`` divides each by its number of terms first;
+        ``"zscore"`` and ``"rank"`` standardise each component with the model's statistics of
+        normal images first (models fitted with one of them only).
         """
         return -self.normality(images, fusion=fusion, conform=conform)
+
+    def normal_percentile(self, scores: Any) -> np.ndarray | None:
+        """For each anomaly score (of :meth:`score`, the config's fusion), the share (0–100 %) of
+        the held-out normal images whose anomaly score is lower: a readable companion of the raw
+        score (99 = more anomalous than 99 % of normal images). None for a model without held-out
+        normal images (fusion ``sum``/``mean``, or statistics from the training normals)."""
+        if self.normal_stats is None or self.normal_stats.anomaly_scores is None:
+            return None
+        return percentile_below(np.asarray(scores, dtype=np.float64), self.normal_stats.anomaly_scores)
 
     @property
     def task_terms(self) -> dict[str, int]:
@@ -289,9 +465,48 @@ class Detector:
         meta = {"preset": self.preset, "config": self.config.to_dict(), "input_shape": list(self.input_shape),
                 "tasks": {n: t.state() for n, t in self.tasks.items()}, "task_terms": self.task_terms,
                 "info": self.info}
+        if self.normal_stats is not None:
+            meta["normal_stats"] = self.normal_stats.summary()
         if self.decision is not None:
             meta["decision"] = self.decision
-        return save_model_folder(path, FORMAT, meta, self.net.state_dict(), extra_json={LOG_FILE: self.history})
+        scoring = self._scoring_tensors()
+        return save_model_folder(path, FORMAT, meta, self.net.state_dict(), extra_json={LOG_FILE: self.history},
+                                 extra_tensors={SCORING_FILE: scoring} if scoring else None)
+
+    def _scoring_tensors(self) -> dict[str, torch.Tensor]:
+        """The fitted scoring state as named tensors (:data:`SCORING_FILE`); empty with the paper's settings."""
+        arrays: dict[str, np.ndarray] = {}
+        for n, heads in (self.dirichlet_alpha or {}).items():
+            arrays.update({f"dirichlet_alpha.{n}.{h}": a for h, a in enumerate(heads)})
+        if self.feature_bank is not None:
+            arrays["feature_bank"] = self.feature_bank
+        if self.normal_stats is not None:
+            arrays.update(self.normal_stats.tensors())
+        if self.heldout_indices is not None:
+            arrays["heldout_indices"] = self.heldout_indices
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+    def _restore_scoring(self, folder: ModelFolder) -> None:
+        """Set the scoring state saved by :meth:`_scoring_tensors`; KeyError/ValueError when broken."""
+        cfg = self.config
+        saved = folder.tensors(SCORING_FILE) if (folder.path / SCORING_FILE).is_file() else {}
+        arrays = {k: v.numpy() for k, v in saved.items()}
+        if cfg.task_score == "dirichlet":
+            self.dirichlet_alpha = {}
+            for n, t in self.tasks.items():
+                heads = [arrays[f"dirichlet_alpha.{n}.{h}"] for h in range(len(t.head_sizes))]
+                if any(a.shape != (t.n_views, size) for a, size in zip(heads, t.head_sizes)):
+                    raise ValueError(f"Dirichlet parameters of task {n!r} do not match its views and heads")
+                self.dirichlet_alpha[n] = [a.astype(np.float64) for a in heads]
+        if cfg.feature_knn:
+            bank = arrays["feature_bank"]
+            if bank.ndim != 2 or bank.shape[0] < 2 or bank.shape[1] != self.net.backbone.out_features:
+                raise ValueError(f"feature bank of shape {list(bank.shape)} does not match the backbone")
+            self.feature_bank = bank.astype(np.float32)
+        if cfg.score_fusion in STANDARDISED_FUSIONS:
+            self.normal_stats = NormalStats.restore(folder.get("normal_stats"), arrays, self.component_names)
+        if "heldout_indices" in arrays:
+            self.heldout_indices = arrays["heldout_indices"].astype(np.int64)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None) -> "Detector":
@@ -303,7 +518,9 @@ class Detector:
         """
         folder = read_model_folder(path, FORMAT, "fgad")
         try:
-            values = dict(folder.get("config"))
+            # A folder saved before a scoring option existed was scored the paper's way.
+            values = {**PAPER_SCORING, **dict(folder.get("config"))}
+            values.setdefault("resize", "stretch")  # saved before the resize rules: conform=True stretched
             if device is not None:
                 values["device"] = device
             det = cls.from_config(DetectorConfig.from_dict(values), str(folder.meta.get("preset", "custom")))
@@ -318,6 +535,10 @@ class Detector:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{folder.config_path}: invalid model config ({exc})") from exc
         load_state_checked(det.net, folder.tensors(), folder.path / WEIGHTS_FILE)
+        try:
+            det._restore_scoring(folder)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{folder.path}: missing or invalid scoring state ({exc})") from exc
         det.net.to(det.device).eval()
         return det
 
@@ -331,6 +552,6 @@ def _load_decision(value: Any) -> dict[str, Any] | None:
         decision = check_decision(value)
     except InputError as exc:
         raise ValueError(str(exc)) from None
-    if decision.get("fusion", "sum") not in ("sum", "mean"):
+    if decision.get("fusion", "sum") not in FUSIONS:
         raise ValueError(f"decision: unknown fusion {decision.get('fusion')!r}")
     return dict(decision)

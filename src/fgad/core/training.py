@@ -1,8 +1,10 @@
-"""The training loop: all views of every task from each batch of normal images, one loss.
+"""The training loop: the views of every task from each batch of normal images, one loss.
 
-Per step: ``batch_size`` source images → every task's views of them (jigsaw offsets random) →
-one backbone pass → cross-entropy per head, averaged over a task's heads, summed over tasks →
-SGD with Nesterov momentum, learning rate on a cosine curve stepped per iteration.
+Per step: ``batch_size`` source images (optionally flipped at random, ``hflip``) → every task's
+views of them (jigsaw offsets random; all views, or a random ``views_per_image`` of each task's
+per image) → one backbone pass → cross-entropy per head, averaged over a task's heads, summed
+over tasks (weighted by ``task_weights``) → SGD with Nesterov momentum, learning rate on a cosine
+curve stepped per iteration. The defaults (all views, no flip, weights 1) are the paper's.
 
 Every random draw of step s derives from (seed, s) (see ``seeding``), and a checkpoint holds the
 weights, the momentum buffers and the step: a run resumed from its last checkpoint ends with the
@@ -37,7 +39,7 @@ from .precision import autocast
 from .seeding import derive_seed, generator
 
 # Keys that change neither the data nor the arithmetic of training: a resume may differ in them.
-_RESUME_FREE_KEYS = {"device", "score_batch_size", "checkpoint_every", "score_fusion", "compile"}
+_RESUME_FREE_KEYS = {"device", "score_batch_size", "checkpoint_every", "score_fusion", "compile", "jigsaw_test_draws"}
 
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
@@ -111,36 +113,79 @@ def rank_share(n: int, rank: int, world: int) -> tuple[int, int, int]:
     return lo, lo + size, size
 
 
-def step_views(tasks: dict[str, Task], xb: torch.Tensor, cfg: DetectorConfig, step: int,
-               part: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
-    """Every task's training views of the step's source images ``xb`` (B×C×S×S), flattened to
-    (B·V)×C×S×S. With ``part=(lo, hi)`` only the views of images lo..hi−1 are kept (a data-parallel
-    rank's share); the random draws are those of the whole batch, so the union over ranks is the
-    one-process batch exactly."""
+def hflip_on(cfg: DetectorConfig, channels: int) -> bool:
+    """Whether training flips source images at random: ``"auto"`` flips colour images only (a
+    mirrored digit or glyph is another symbol), and never with geom72 (a flip is its class)."""
+    if cfg.hflip == "auto":
+        return channels == 3 and "geom72" not in cfg.tasks
+    return cfg.hflip == "on"
+
+
+def choose_views(n_images: int, n_views: int, m: int | None, g: torch.Generator) -> torch.Tensor | None:
+    """B×m indices of the views each source image keeps, a uniform random subset per image drawn
+    from ``g``; None (and no draw) when every view is kept (``m`` None or >= ``n_views``)."""
+    if m is None or m >= n_views:
+        return None
+    return torch.rand(n_images, n_views, generator=g).argsort(1)[:, :m]
+
+
+def step_batch(tasks: dict[str, Task], xb: torch.Tensor, cfg: DetectorConfig, step: int,
+               part: tuple[int, int] | None = None, labels: dict[str, torch.Tensor] | None = None,
+               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The step's training views of the source images ``xb`` (B×C×S×S) and their labels.
+
+    Per task: the views, flattened to (B·m)×C×S×S (m = the task's views kept per image, all of
+    them by default), and the label of each view, (B·m)×heads. ``labels``: the tasks' label
+    tables on the device (default: built here). All random draws come from the step's generator,
+    in this order: the flips, then per task its views' draws and its view subset. With
+    ``part=(lo, hi)`` only images lo..hi−1 are kept (a data-parallel rank's share); the draws are
+    those of the whole batch, so the union over ranks is the one-process batch exactly.
+    """
     g = generator(cfg.seed, 2, step)
-    out = {}
+    n = xb.shape[0]
+    if hflip_on(cfg, xb.shape[1]):
+        flip = torch.rand(n, generator=g) < 0.5
+        xb = torch.where(flip.to(xb.device)[:, None, None, None], xb.flip(-1), xb)
+    lo, hi = part if part is not None else (0, n)
+    views, view_labels = {}, {}
     for name, t in tasks.items():
+        table = labels[name] if labels is not None else t.labels().to(xb.device)
         v = t.views(xb, train=True, generator=g)
-        if part is not None:
-            v = v[part[0] : part[1]]
+        chosen = choose_views(n, v.shape[1], cfg.views_per_image, g)
+        v = v[lo:hi]
+        if chosen is None:
+            view_labels[name] = table.repeat(hi - lo, 1)
+        else:
+            idx = chosen[lo:hi].to(xb.device)
+            v = v[torch.arange(hi - lo, device=xb.device)[:, None], idx]
+            view_labels[name] = table[idx].flatten(0, 1)
         v = v.flatten(0, 1)
         if cfg.channels_last:
             v = v.contiguous(memory_format=torch.channels_last)
-        out[name] = v
-    return out
+        views[name] = v
+    return views, view_labels
 
 
-def step_loss(model: torch.nn.Module, tasks: dict[str, Task], labels: dict[str, torch.Tensor],
-              views: dict[str, torch.Tensor], n_images: int, cfg: DetectorConfig,
+def step_views(tasks: dict[str, Task], xb: torch.Tensor, cfg: DetectorConfig, step: int,
+               part: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+    """The views of :func:`step_batch` alone."""
+    return step_batch(tasks, xb, cfg, step, part)[0]
+
+
+def step_loss(model: torch.nn.Module, tasks: dict[str, Task], view_labels: dict[str, torch.Tensor],
+              views: dict[str, torch.Tensor], cfg: DetectorConfig,
               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward pass on the views of ``n_images`` source images; the summed task loss and the
-    step's statistics (head accuracies, then the loss) as one vector left on the device."""
+    """Forward pass on the views (with their labels, see :func:`step_batch`); the task losses
+    summed (weighted by ``cfg.task_weights``) and the step's statistics (head accuracies, then
+    the loss) as one vector left on the device."""
     with autocast(cfg, device):
         logits = model(views)
     loss = logits[next(iter(tasks))].new_zeros((), dtype=torch.float32)
     accs = []
     for name, t in tasks.items():
-        tl, acc = _task_loss(logits[name], labels[name].repeat(n_images, 1), t.head_sizes)
+        tl, acc = _task_loss(logits[name], view_labels[name], t.head_sizes)
+        if cfg.task_weights is not None:
+            tl = tl * cfg.task_weights.get(name, 1.0)
         loss = loss + tl
         accs.append(acc)
     return loss, torch.cat([*accs, loss.detach()[None]])
@@ -162,13 +207,12 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, tasks: dict[s
     if world > 1:
         lo, hi, share = rank_share(n, rank, world)
         part = (lo, hi)
-    views = step_views(tasks, xb, cfg, step, part)
+    views, view_labels = step_batch(tasks, xb, cfg, step, part, labels)
     torch.manual_seed(derive_seed(cfg.seed, 3, step))  # dropout masks of this step
     lr = cosine_lr(cfg.lr, step, total)
     for group in opt.param_groups:
         group["lr"] = lr
-    n_local = n if part is None else part[1] - part[0]
-    loss, stats = step_loss(model, tasks, labels, views, n_local, cfg, device)
+    loss, stats = step_loss(model, tasks, view_labels, views, cfg, device)
     if world > 1:
         loss = loss * (share * world / n)
         stats = stats * (share / n)

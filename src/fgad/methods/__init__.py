@@ -18,7 +18,7 @@ from .deepsad import DeepSAD10, DeepSAD25, DeepSAD75, DeepSVDD
 from .goad import GOAD
 from .mean_distance import MeanDistance
 from .piad import PIAD
-from .selfsup import TASK_SETS, JigsawOnly, MHRot, Ours, RotationOnly, TranslationOnly
+from .selfsup import TASK_SETS, Calibrated, JigsawOnly, MHRot, Ours, RotationOnly, TranslationOnly
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ def _entry(cls: type[AnomalyDetector], summary: str) -> Method:
 
 
 METHODS: dict[str, Method] = {m.factory.name: m for m in [
+    _entry(Calibrated, "the default detector: geometric + jigsaw, log-space task scores and a feature-space kNN "
+                       "component, fused relative to held-out normal images (fgad's improvement on the paper)"),
     _entry(Ours, "geometric + jigsaw tasks (the paper's method)"),
     _entry(MHRot, "geometric task only (MHRot)"),
     _entry(JigsawOnly, "jigsaw task only"),

@@ -45,12 +45,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.special import digamma
 from torch import nn
 
 from ..core.config import Config, check_choice, check_positive
+from ..core.scoring import PROB_FLOOR, fit_dirichlet, fit_dirichlet_stats, inverse_digamma, trigamma  # noqa: F401
 from ..core.seeding import generator, seed_everything
-from ..errors import ConfigError, InputError, ModelFileError
+from ..errors import ConfigError, ModelFileError
 from ..io.modelfolder import ModelFolder, join_states, split_state
 from ..io.preprocess import as_image_array, to_tensor
 from ..io.provenance import versions
@@ -61,80 +61,10 @@ from ..tasks.geometric import all_rotations, shifted_grid
 from .base import AnomalyDetector, FitContext, SavedState
 from .common import Timer, check_images
 
+# The Dirichlet MLE (fit_dirichlet*, trigamma, inverse_digamma) lives with the score math in
+# core/scoring.py; it is imported above and stays importable from here.
 N_TRANSFORMS = 72
-PROB_FLOOR = 1e-12
 SCORINGS = ("dirichlet", "softmax")
-
-
-# ------------------------------------------------------------------------------ Dirichlet MLE
-def trigamma(x: np.ndarray) -> np.ndarray:
-    """ψ'(x) for x > 0, equal to ``scipy.special.polygamma(1, x)`` to ~1e-13 relative.
-
-    Recurrence ψ'(x) = ψ'(x + 1) + 1/x² up to x ≥ 10, then the asymptotic series. It is ~20×
-    faster than scipy's Hurwitz-zeta ``polygamma``, which dominated the Dirichlet fit (72 rows ×
-    up to 1000 fixed-point iterations × 5 Newton steps).
-    """
-    x = np.array(x, dtype=np.float64, copy=True)
-    acc = np.zeros_like(x)
-    small = x < 10.0
-    while small.any():
-        acc[small] += 1.0 / x[small] ** 2
-        x[small] += 1.0
-        small = x < 10.0
-    inv = 1.0 / x
-    inv2 = inv * inv
-    tail = 1 / 6 + inv2 * (-1 / 30 + inv2 * (1 / 42 + inv2 * (-1 / 30 + inv2 * 5 / 66)))
-    series = inv + inv2 / 2 + inv * inv2 * tail
-    return acc + series
-
-
-def inverse_digamma(y: np.ndarray, newton_steps: int = 5) -> np.ndarray:
-    """x with digamma(x) = y (elementwise): Minka's initial guess, then Newton steps."""
-    y = np.asarray(y, dtype=np.float64)
-    x = np.where(y >= -2.22, np.exp(np.minimum(y, 700.0)) + 0.5, -1.0 / (y - digamma(1.0)))
-    for _ in range(newton_steps):
-        x = x - (digamma(x) - y) / trigamma(x)
-    return x
-
-
-def fit_dirichlet_stats(mean_p: np.ndarray, mean_log_p: np.ndarray, *, max_iter: int = 1000,
-                        tol: float = 1e-9) -> np.ndarray:
-    """Dirichlet MLE from the sufficient statistics: the mean of p and the mean of log p.
-
-    Minka's initial guess α = f·s0 with
-    s0 = (K−1)(−ψ(1)) / (Σ f log f − Σ f · mean log p), then the fixed point
-    α ← ψ⁻¹(ψ(Σα) + mean log p) until ‖Δα‖₂ < ``tol`` (at most ``max_iter`` iterations).
-    Arrays of shape (..., K) fit one Dirichlet per row, each stopping on its own.
-    """
-    f = np.clip(np.asarray(mean_p, dtype=np.float64), PROB_FLOOR, None)
-    mean_log = np.asarray(mean_log_p, dtype=np.float64)
-    shape = f.shape
-    f, mean_log = f.reshape(-1, shape[-1]), mean_log.reshape(-1, shape[-1])
-    k = shape[-1]
-    denom = np.sum(f * np.log(f), axis=1) - np.sum(f * mean_log, axis=1)
-    s0 = (k - 1) * (-digamma(1.0)) / np.maximum(denom, 1e-12)
-    alpha = f * s0[:, None]
-    active = np.arange(len(alpha))
-    for _ in range(max_iter):
-        a = alpha[active]
-        new = inverse_digamma(digamma(a.sum(1, keepdims=True)) + mean_log[active])
-        alpha[active] = new
-        active = active[np.linalg.norm(new - a, axis=1) >= tol]
-        if not len(active):
-            break
-    return alpha.reshape(shape)
-
-
-def fit_dirichlet(p: np.ndarray, **kw: Any) -> np.ndarray:
-    """Maximum-likelihood Dirichlet parameters α (K) of N probability vectors ``p`` (N×K).
-
-    Probabilities are clipped to ≥ 1e-12 before the log. See :func:`fit_dirichlet_stats`.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    if p.ndim != 2 or p.shape[0] < 1:
-        raise InputError(f"fit_dirichlet: expected an N×K array of probabilities, got shape {p.shape}")
-    logp = np.log(np.clip(p, PROB_FLOOR, None))
-    return fit_dirichlet_stats(p.mean(0), logp.mean(0), **kw)
 
 
 # ------------------------------------------------------------------------------ transforms

@@ -1,12 +1,16 @@
 """Self-supervised methods: task sets of :class:`~fgad.Detector` behind the method contract.
 
-- ``ours``: geometric + jigsaw, the paper's method;
+- ``ours``: geometric + jigsaw, the paper's method, its score fixed to the paper's (eqs. 2–4);
+- ``calibrated``: fgad's improved detector, geometric + jigsaw with the settings of
+  :data:`fgad.core.config.IMPROVED` (log-space task scores, a feature-space kNN component, fusion
+  relative to held-out normal images);
 - ``mhrot``: geometric only (MHRot, Hendrycks et al. 2019: the paper's "Geometric" column);
 - ``jigsaw``: jigsaw only (the ablation's "Jigsaw" column);
 - ``rotation``, ``translation``: single tasks for the task-suitability study (Fig. 1).
 
-The method fixes the task set; every other :class:`~fgad.core.config.DetectorConfig` field is an
-option. ``detector`` is the :class:`~fgad.Detector` itself (calibration, explanations, export).
+The method fixes the task set (``ours`` and ``calibrated`` also their scoring settings); every
+other :class:`~fgad.core.config.DetectorConfig` field is an option. ``detector`` is the
+:class:`~fgad.Detector` itself (calibration, explanations, export).
 """
 
 from __future__ import annotations
@@ -16,18 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from ..core.config import PRESETS, DetectorConfig
+from ..core.config import IMPROVED, PAPER_SCORING, PRESETS, DetectorConfig
 from ..core.detector import Detector
-from ..core.scoring import fuse
 from ..errors import ConfigError, ModelFileError
 from .base import AnomalyDetector, ComponentScores, FitContext
 
-__all__ = ["SelfSupervised", "Ours", "MHRot", "JigsawOnly", "RotationOnly", "TranslationOnly", "TASK_SETS"]
+__all__ = ["SelfSupervised", "Ours", "Calibrated", "MHRot", "JigsawOnly", "RotationOnly", "TranslationOnly",
+           "TASK_SETS"]
 
 
 class SelfSupervised(AnomalyDetector):
     """A :class:`~fgad.Detector` as a method; ``score`` returns its anomaly scores (higher = more
-    anomalous), ``score_components`` also each task's normality sum (higher = more normal)."""
+    anomalous), ``score_components`` also each fused component's normality (higher = more normal)."""
 
     name = "selfsup"
     config_class = DetectorConfig
@@ -72,9 +76,10 @@ class SelfSupervised(AnomalyDetector):
         return self.detector.score(images)
 
     def score_components(self, images: Any, *, progress: bool = False) -> ComponentScores:
-        """The anomaly scores and each task's normality sum (eq. 4; higher = more normal)."""
-        sums = self.detector.score_tasks(images, progress=progress)
-        return ComponentScores(-fuse(sums, self.config.score_fusion, self.detector.task_terms), sums)
+        """The anomaly scores and each fused component's normality (higher = more normal): per
+        task its score (the paper's: the sum of eq. 4), and the feature component when there is one."""
+        parts = self.detector.score_components(images, progress=progress)
+        return ComponentScores(-self.detector.fuse_components(parts), parts)
 
     def save(self, path: str | Path) -> Path:
         """The detector's folder (see :meth:`fgad.Detector.save`)."""
@@ -88,14 +93,25 @@ class SelfSupervised(AnomalyDetector):
         if tasks is not None and detector.config.tasks != tasks:
             raise ModelFileError(f"{path}: a model of tasks {', '.join(detector.config.tasks)}, "
                                  f"not {cls.name!r} (tasks {', '.join(tasks)})")
+        other = {k: getattr(detector.config, k) for k, v in cls.fixed.items() if getattr(detector.config, k) != v}
+        if other:
+            raise ModelFileError(f"{path}: not a {cls.name!r} model (its "
+                                 f"{', '.join(f'{k}={v!r}' for k, v in other.items())})")
         return cls.wrap(detector)
 
 
 class Ours(SelfSupervised):
-    """Geometric + jigsaw tasks: the paper's method."""
+    """Geometric + jigsaw tasks: the paper's method, scored as the paper (fixed: it never drifts)."""
 
     name = "ours"
-    fixed = {"tasks": ("geometric", "jigsaw")}
+    fixed = {"tasks": ("geometric", "jigsaw"), **PAPER_SCORING}
+
+
+class Calibrated(SelfSupervised):
+    """fgad's improved detector: the settings of :data:`fgad.core.config.IMPROVED` (fixed)."""
+
+    name = "calibrated"
+    fixed = IMPROVED
 
 
 class MHRot(SelfSupervised):
@@ -128,4 +144,4 @@ class TranslationOnly(SelfSupervised):
 
 #: The task set of each self-supervised method.
 TASK_SETS: dict[str, tuple[str, ...]] = {
-    c.name: c.fixed["tasks"] for c in (Ours, MHRot, JigsawOnly, RotationOnly, TranslationOnly)}
+    c.name: c.fixed["tasks"] for c in (Ours, Calibrated, MHRot, JigsawOnly, RotationOnly, TranslationOnly)}

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from ..errors import ConfigError
 from .base import Task
 from .geometric import Geom72Task, GeometricTask, RotationTask, TranslationTask
-from .jigsaw import JigsawTask, choose_permutations
+from .jigsaw import PERMUTATION_CHOICES, JigsawTask, choose_permutations, random_permutations
 
 TASKS: dict[str, Callable[..., Task]] = {
     "geometric": GeometricTask,
@@ -32,5 +32,5 @@ def build_task(name: str, **params: Any) -> Task:
         raise ConfigError(f"bad parameters for task {name!r}: {exc}") from exc
 
 
-__all__ = ["Task", "TASKS", "build_task", "list_tasks", "choose_permutations", "GeometricTask",
-           "JigsawTask", "RotationTask", "TranslationTask", "Geom72Task"]
+__all__ = ["Task", "TASKS", "build_task", "list_tasks", "choose_permutations", "random_permutations",
+           "PERMUTATION_CHOICES", "GeometricTask", "JigsawTask", "RotationTask", "TranslationTask", "Geom72Task"]

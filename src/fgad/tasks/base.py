@@ -44,6 +44,12 @@ class Task:
         """
         raise NotImplementedError
 
+    def test_views(self, x: torch.Tensor, draw: int = 0) -> torch.Tensor:
+        """Test views of draw ``draw`` (B×V×C×H×W): draw 0 is ``views(x)``; tasks with random parts
+        (the jigsaw) give other seeded draws for d >= 1, the same for every image. Tasks without
+        random parts give ``views(x)`` for every draw."""
+        return self.views(x)
+
     def state(self) -> dict[str, Any]:
         """JSON-serialisable parameters that rebuild this exact task (saved with the model)."""
         return {}
