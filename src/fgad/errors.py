@@ -11,6 +11,10 @@ class FgadError(Exception):
     """Base class of every error caused by input, configuration or files given by the user."""
 
 
+class UsageError(FgadError, ValueError):
+    """A command line that cannot be parsed: an unknown option, a missing or malformed argument."""
+
+
 class InputError(FgadError, ValueError):
     """Images, arrays or labels that cannot be used (wrong dtype, rank, size, empty, NaN...)."""
 

@@ -133,9 +133,12 @@ def test_score_errors_are_exit_2(npz_model, tmp_path, capsys):
     assert main(["score", str(tmp_path / "nomodel"), str(tmp_path), "--quiet"]) == 2
     assert_one_error_line(capsys.readouterr().err, "nomodel")
     rgb = tmp_path / "rgb.npz"
-    np.savez(rgb, x_train=np.zeros((2, 16, 16, 3), np.uint8))
-    assert main(["score", str(npz_model), str(rgb), "--quiet"]) == 2
-    assert_one_error_line(capsys.readouterr().err, "grey", "colour")
+    np.savez(rgb, x_train=np.zeros((2, 20, 20, 3), np.uint8))
+    assert main(["score", str(npz_model), str(rgb), "--quiet", "--strict-size"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "20x20", "16x16", "--strict-size")
+    # Without --strict-size the model's rule converts them, and says so (tests/io/test_photos.py).
+    assert main(["score", str(npz_model), str(rgb), "--quiet"]) == 0
+    assert "converted 2 colour image(s) to grey, resized 2 image(s) to 16x16" in capsys.readouterr().err
     assert main(["score", str(npz_model), str(rgb), "--label", "1", "--quiet"]) == 2
     assert_one_error_line(capsys.readouterr().err, "y_train")
 

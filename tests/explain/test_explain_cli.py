@@ -42,6 +42,7 @@ def test_explain_writes_png_beside_the_image_and_json(model_dir, grey28, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digit.explain.json", "digit.explain.png", "digit.png"]
 
 
+@pytest.mark.slow
 def test_explain_out_and_npz_index(model_dir, tmp_path):
     npz = tmp_path / "imgs.npz"
     np.savez(npz, x_test=np.random.default_rng(1).integers(0, 256, (3, 28, 28), dtype=np.uint8))
@@ -56,13 +57,21 @@ def test_explain_out_and_npz_index(model_dir, tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "missing.png", "no such image file"),
     (lambda d: (d / "bad.png").write_bytes(b"not an image") and d / "bad.png", "not an image file"),
-    (lambda d: Image.new("L", (20, 20)).save(d / "big.png") or d / "big.png", "--resize"),
 ])
 def test_explain_bad_input_is_one_line_and_status_2(model_dir, tmp_path, capsys, make, message):
     path = make(tmp_path)
     assert main(["explain", str(model_dir), str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fgad: error:") and message in err[0]
+
+
+def test_explain_resizes_by_the_model_rule_unless_strict(model_dir, tmp_path, capsys):
+    Image.new("L", (20, 20)).save(tmp_path / "big.png")
+    assert main(["explain", str(model_dir), str(tmp_path / "big.png"), "--strict-size"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fgad: error:") and "--strict-size" in err[0]
+    assert main(["explain", str(model_dir), str(tmp_path / "big.png")]) == 0
+    assert "resized 1 image(s) to 28x28" in capsys.readouterr().err
 
 
 def test_explain_missing_model(tmp_path, capsys):

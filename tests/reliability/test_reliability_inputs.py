@@ -53,11 +53,12 @@ def test_grey_images_for_a_colour_model_are_refused_or_conformed():
 
 
 def test_folder_of_mixed_sizes_is_refused_naming_the_file(tmp_path, capsys):
+    # Only when asked: by default images of several sizes go in by the resize rule (tests/io/test_photos.py).
     folder = tmp_path / "imgs"
     folder.mkdir()
     Image.fromarray(np.zeros((12, 12), np.uint8)).save(folder / "a.png")
     Image.fromarray(np.zeros((14, 12), np.uint8)).save(folder / "b.png")
-    rc = main(["train", str(folder), "--out", str(tmp_path / "m"), "--preset", "tiny", "--quiet"])
+    rc = main(["train", str(folder), "--out", str(tmp_path / "m"), "--preset", "tiny", "--quiet", "--strict-size"])
     assert rc == 2 and "b.png" in _one_error_line(capsys)
     assert not (tmp_path / "m").exists()
 
@@ -116,6 +117,7 @@ def test_model_records_seed_versions_and_revision(grey_model):
     assert "git_revision" in meta  # None outside a git checkout
 
 
+@pytest.mark.slow
 def test_deterministic_switch_is_accepted_and_recorded(tmp_path):
     torch.set_num_threads(1)
     x = np.random.default_rng(0).integers(0, 256, (4, 12, 12), dtype=np.uint8)

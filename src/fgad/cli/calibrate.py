@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core.scoring import FUSIONS
 from ..errors import InputError, ModelFileError
-from .common import add_device_arg, add_image_args, print_skipped
+from .common import add_device_arg, add_image_args, print_skipped, read_for_model
 
 
 def write_decision(model_dir: str | Path, decision: dict[str, Any] | None) -> None:
@@ -52,9 +53,8 @@ def describe(decision: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tools.decision import RULES
     from ..core.detector import Detector
-    from ..io.inputs import load_images
+    from ..tools.decision import RULES
 
     args.target_fpr = _rate(args.target_fpr, "--target-fpr")
     args.target = _rate(args.target, "--target")
@@ -68,16 +68,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--rule {args.rule} needs anomalous images (--anomalous IMAGES); with normal images "
                          "only, use --target-fpr")
     det = Detector.load(args.model, device=args.device)
-    normal, _, skipped = load_images(args.images, key=args.key, label=args.label, skip_unreadable=args.skip_unreadable)
+    got = read_for_model(det, args.images, args, key=args.key, label=args.label, what="normal images")
+    normal, skipped = got.images, got.skipped  # by the model's own rule, as fgad score reads them
     kw: dict[str, Any] = {"fusion": args.fusion}
     if args.rule is None:
         kw["target_fpr"] = 0.05 if args.target_fpr is None else args.target_fpr
     else:
         kw["rule"], kw["target"] = args.rule, args.target
     if args.anomalous:
-        anomalous, _, skipped_a = load_images(args.anomalous, key=args.anomalous_key, label=args.anomalous_label,
-                                              skip_unreadable=args.skip_unreadable)
-        skipped += skipped_a
+        got = read_for_model(det, args.anomalous, args, key=args.anomalous_key, label=args.anomalous_label,
+                             what="anomalous images")
+        anomalous, skipped = got.images, skipped + got.skipped
         decision = det.calibrate(normal, images=anomalous, labels=np.ones(len(anomalous), dtype=np.int64), **kw)
     else:
         decision = det.calibrate(normal, **kw)
@@ -112,7 +113,8 @@ def add_command(sub: Any) -> None:
     p.add_argument("--rule", help="f1 (best F1), bpcer (normal images rejected <= --target), "
                    "apcer (anomalies missed <= --target)")
     p.add_argument("--target", help="the target rate of --rule bpcer | apcer (default 0.05)")
-    p.add_argument("--fusion", choices=["sum", "mean"], help="task fusion (default: the model's; sum = paper)")
+    p.add_argument("--fusion", choices=list(FUSIONS), help="fusion of the score's components (default: the "
+                   "model's; sum = paper; zscore/rank: models fitted with statistics of normal images)")
     add_device_arg(p)
     add_image_args(p, key_help="array name inside the normal images' .npz (default x_train)",
                    label_help="only the normal images of this class (needs a label array)")

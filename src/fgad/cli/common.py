@@ -73,10 +73,14 @@ def add_overwrite_arg(p: argparse.ArgumentParser, what: str) -> None:
 def add_image_args(p: argparse.ArgumentParser, *, key_help: str = "array name inside an .npz file (default x_train)",
                    label_help: str = "only the images of this class (needs a label array, e.g. y_train)",
                    quiet: bool = True) -> None:
-    """``--key``, ``--label``, ``--skip-unreadable`` (and ``--quiet``): how images are read."""
+    """``--key``, ``--label``, ``--skip-unreadable``, ``--max-pixels``, ``--strict-size`` (and
+    ``--quiet``): how images are read."""
     p.add_argument("--key", help=key_help)
     p.add_argument("--label", type=int, help=label_help)
-    p.add_argument("--skip-unreadable", action="store_true", help="skip unreadable image files and count them")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="skip unreadable image files (not images, truncated, over --max-pixels) and count them")
+    add_max_pixels_arg(p)
+    add_strict_size_arg(p)
     if quiet:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -96,6 +100,90 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     add_overwrite_arg(p, "a model folder")
 
 
+def pixel_count(text: str) -> int:
+    """``--max-pixels``: a whole number >= 1 (argparse turns the error into one line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 1, got {text!r}")
+    return value
+
+
+def add_max_pixels_arg(p: argparse.ArgumentParser) -> None:
+    from ..io.pixellimit import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=pixel_count, metavar="N",
+                   help=f"largest image file accepted, in pixels (default {DEFAULT_MAX_PIXELS}, Pillow's limit "
+                        "against decompression bombs); a larger one is unreadable")
+
+
+def add_strict_size_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict-size", action="store_true",
+                   help="refuse an image whose size is not the model's (when training: the first file's, or "
+                        "--size) instead of resizing it by the model's rule; grey/colour is still converted")
+
+
+def image_side(text: str) -> int:
+    """``--size``: a whole number >= 4 (argparse turns the error into one line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 4:
+        raise argparse.ArgumentTypeError(f"expected a side in pixels >= 4, got {text!r}")
+    return value
+
+
+def add_input_rule_args(p: argparse.ArgumentParser) -> None:
+    """``--size``, ``--resize``, ``--channels`` of ``fgad train``: the rule by which every image
+    becomes the model's input, now and whenever the model scores (:mod:`fgad.io.conform`)."""
+    from ..io.conform import CHANNELS, DEFAULT_SIDE, RESIZE_RULES
+
+    p.add_argument("--size", type=image_side, metavar="N",
+                   help=f"the model's image size, N x N pixels (default: the images' own size when they all "
+                        f"share one, else {DEFAULT_SIDE})")
+    p.add_argument("--resize", choices=RESIZE_RULES,
+                   help="how an image of another size becomes the model's size, saved in the model: crop "
+                        "(default; scale to cover, keep the centre), pad (scale to fit, black borders) or "
+                        "stretch (both sides, ignoring the aspect ratio)")
+    p.add_argument("--channels", choices=sorted(CHANNELS),
+                   help="grey or colour model (default: colour when any training image is colour); other "
+                        "images are converted (colour to grey by luma, grey to colour repeated)")
+
+
+def training_rule(args: argparse.Namespace, resize: str) -> Any:
+    """The :class:`~fgad.io.conform.InputRule` of ``fgad train``'s options (``resize``: the config's)."""
+    from ..io.conform import CHANNELS, InputRule
+
+    size = getattr(args, "size", None)
+    return InputRule(size=None if size is None else (size, size),
+                     channels=CHANNELS.get(getattr(args, "channels", None) or ""), resize=resize,
+                     strict=getattr(args, "strict_size", False))
+
+
+def read_for_model(det: Any, path: str, args: argparse.Namespace, *, key: str | None = None,
+                   label: int | None = None, what: str = "images to score") -> Any:
+    """:func:`fgad.io.inputs.read_inputs` by the model's own rule (size, channels, resize) and the
+    command's ``--skip-unreadable``, ``--max-pixels`` and ``--strict-size``; the conversions made
+    are printed on standard error."""
+    from ..io.conform import InputRule
+    from ..io.inputs import read_inputs
+
+    rule = InputRule.of_model(det.input_shape, det.config.resize, strict=getattr(args, "strict_size", False))
+    got = read_inputs(path, rule, key=key, label=label, skip_unreadable=getattr(args, "skip_unreadable", False),
+                      max_pixels=getattr(args, "max_pixels", None), what=what)
+    print_conversions(got.conversions)
+    return got
+
+
+def print_conversions(conversions: Any) -> None:
+    """One line on standard error, when the rule changed any image (fgad.io.conform.Conversions)."""
+    if conversions:
+        print(str(conversions), file=sys.stderr)
+
+
 def print_skipped(skipped: Sequence[Any]) -> None:
     if skipped:
         print(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}", file=sys.stderr)
@@ -103,14 +191,16 @@ def print_skipped(skipped: Sequence[Any]) -> None:
 
 # ------------------------------------------------------------------------------ outputs
 def check_writable_parent(path: str | os.PathLike) -> None:
-    """Create the folder that will hold ``path``; refuse one that cannot be written."""
-    parent = Path(path).absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write {path}: folder {parent} is not writable")
+    """Refuse, before any work, a ``path`` whose folder cannot be created or written: its nearest
+    existing ancestor must be a writable folder. Nothing is created here, so a command that fails
+    later leaves no empty folder behind; the writer creates the missing folders."""
+    ancestor = Path(path).absolute().parent
+    while not ancestor.exists() and not ancestor.is_symlink() and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"cannot write {path}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: folder {ancestor} is not writable")
 
 
 def only_entries(names: Callable[[str], bool]) -> Callable[[Path], bool]:

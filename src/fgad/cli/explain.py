@@ -4,7 +4,9 @@
 
 Prints the per-task breakdown and the jigsaw heat map (higher = more anomalous) and draws them
 into a PNG (default ``<image stem>.explain.png`` beside the image). An earlier explanation there
-is replaced only with ``--overwrite``; a file of another kind is refused.
+is replaced only with ``--overwrite``; a file of another kind is refused. An image of another
+size or grey/colour is brought to the model's by the model's rule, as ``fgad score`` brings it
+(``--strict-size`` refuses another size instead).
 """
 
 from __future__ import annotations
@@ -18,23 +20,33 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .common import add_device_arg, add_overwrite_arg, check_output_file
+from .common import (
+    add_device_arg,
+    add_max_pixels_arg,
+    add_overwrite_arg,
+    add_strict_size_arg,
+    check_output_file,
+    print_conversions,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _read_image(args: argparse.Namespace, shape: tuple[int, int, int]) -> tuple[np.ndarray, Path]:
-    """One uint8 H×W×C image in the model's channels and size; and the stem of the default outputs."""
+def _read_image(args: argparse.Namespace, det: Any) -> tuple[np.ndarray, Path]:
+    """One uint8 H×W×C image brought to the model's channels and size by its rule (as ``fgad
+    score`` brings it); and the stem of the default outputs."""
+    from ..io.conform import Conversions
     from ..io.imageio import read_image
     from ..io.preprocess import as_image_array, conform_images
 
     path = Path(args.image)
+    shape = det.input_shape
     h, w, _ = shape
     if path.suffix.lower() == ".npz":
-        from ..io.inputs import load_images
+        from ..io.inputs import load_npz
 
         key = args.key or "x_test"
-        images, _, _ = load_images(path, key=key)
+        images, _ = load_npz(path, key=key)
         if not -len(images) <= args.index < len(images):
             raise InputError(f"{path}: --index {args.index} out of range (array {key!r} has {len(images)} images)")
         img = np.asarray(images[args.index])
@@ -45,13 +57,16 @@ def _read_image(args: argparse.Namespace, shape: tuple[int, int, int]) -> tuple[
     else:
         if not path.is_file():
             raise InputError(f"{path}: no such image file")
-        img = read_image(path)
+        img = read_image(path, max_pixels=args.max_pixels)
         stem = path.with_name(path.stem)
     x = as_image_array(img[None], str(path))
-    if x.shape[1:3] != (h, w) and not args.resize:
-        raise InputError(f"{path}: the image is {x.shape[2]}x{x.shape[1]} but the model was trained on "
-                         f"{w}x{h} images; pass --resize to resize it")
-    return conform_images(x, shape)[0], stem  # the model's grey/colour, then its size
+    if x.shape[1:3] != (h, w) and args.strict_size:
+        raise InputError(f"{path}: image is {x.shape[2]}x{x.shape[1]} but the model takes {w}x{h} "
+                         f"(--strict-size: no resizing)")
+    counts = Conversions(shape, det.config.resize)
+    img = conform_images(x, shape, det.config.resize, counts)[0]  # the model's grey/colour, then its size
+    print_conversions(counts)
+    return img, stem
 
 
 def _outputs(args: argparse.Namespace, stem: Path) -> tuple[Path, Path | None]:
@@ -82,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.explain import explain_image, explanation_json, format_breakdown, render_explanation
 
     det = Detector.load(args.model, device=args.device)
-    img, stem = _read_image(args, det.input_shape)
+    img, stem = _read_image(args, det)
     out, jpath = _outputs(args, stem)
     check_output_file(out, "a PNG image", _is_png, overwrite=args.overwrite)  # before the work
     if jpath is not None:
@@ -114,13 +129,16 @@ def run(args: argparse.Namespace) -> int:
 def add_command(sub: Any) -> None:
     p = sub.add_parser("explain", help="why an image got its score: per-task breakdown and a jigsaw heat map (PNG)")
     p.add_argument("model", help="model folder written by fgad train")
-    p.add_argument("image", help="image file (converted to the model's grey/colour), or an .npz with --index")
+    p.add_argument("image", help="image file or an .npz with --index (brought to the model's size and grey/colour "
+                   "by its rule)")
     p.add_argument("--out", help="PNG to write (default <image stem>.explain.png beside the image)")
     p.add_argument("--json", nargs="?", const=True, default=None, metavar="PATH",
                    help="also write the breakdown as JSON (default <image stem>.explain.json)")
     p.add_argument("--key", help="array inside an .npz (default x_test)")
     p.add_argument("--index", type=int, default=0, help="image index inside the .npz array (default 0)")
-    p.add_argument("--resize", action="store_true", help="resize an image of another size to the model's")
+    p.add_argument("--resize", action="store_true", help=argparse.SUPPRESS)  # old scripts: resizing is the default
+    add_strict_size_arg(p)
+    add_max_pixels_arg(p)
     p.add_argument("--fill", choices=["mean", "zero"], default="mean",
                    help="how a hidden jigsaw tile is filled: its mean colour (default) or mid-grey")
     add_device_arg(p)

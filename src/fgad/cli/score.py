@@ -1,10 +1,12 @@
-"""``fgad score MODEL IMAGES``: anomaly scores as CSV (id, anomaly_score, per-task normality).
+"""``fgad score MODEL IMAGES``: anomaly scores as CSV (id, anomaly_score, per-component normality).
 
     fgad score model test_images/ --out scores.csv [--decide]
 
-``anomaly_score``: higher = more anomalous; ``normality_<task>``: the paper's per-task sums,
-higher = more normal; ``is_anomaly`` (with ``--decide``): 1 when the anomaly score >= the
-threshold set by ``fgad calibrate``.
+``anomaly_score``: higher = more anomalous; ``normal_percentile`` (models with held-out normal
+images only): the share (0–100) of held-out normal images whose anomaly score is lower;
+``normality_<component>``: each fused component, higher = more normal (with the paper's
+settings, the per-task sums of eq. 4; see ``Detector.score_components``); ``is_anomaly`` (with
+``--decide``): 1 when the anomaly score >= the threshold set by ``fgad calibrate``.
 """
 
 from __future__ import annotations
@@ -15,15 +17,13 @@ import io
 import sys
 from typing import Any
 
-from .common import add_device_arg, add_image_args, print_skipped
+from .common import add_device_arg, add_image_args, print_skipped, read_for_model
 
 
 def run(args: argparse.Namespace) -> int:
     from ..core.detector import Detector
-    from ..core.scoring import fuse
     from ..errors import InputError
     from ..io.fileio import atomic_write_text
-    from ..io.inputs import load_images
 
     det = Detector.load(args.model, device=args.device)
     fusion = args.fusion or det.config.score_fusion
@@ -35,10 +35,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--decide: the threshold was calibrated with --fusion {det.decision.get('fusion')}, "
                              f"not {args.fusion}")
         fusion = det.decision.get("fusion", fusion)
-    images, ids, skipped = load_images(args.images, key=args.key, label=args.label,
-                                       skip_unreadable=args.skip_unreadable)
-    sums = det.score_tasks(images, progress=not args.quiet, conform=args.conform)
-    scores = -fuse(sums, fusion, det.task_terms)
+    got = read_for_model(det, args.images, args, key=args.key, label=args.label)  # by the model's own rule
+    ids, skipped = got.ids, got.skipped
+    sums = det.score_components(got.images, progress=not args.quiet)
+    scores = -det.fuse_components(sums, fusion)
+    # Held-out normals' scores were fused with the model's fusion: no percentile for another one.
+    pct = det.normal_percentile(scores) if fusion == det.config.score_fusion else None
     decided = None
     if args.decide:
         from ..tools.decision import decide
@@ -46,10 +48,11 @@ def run(args: argparse.Namespace) -> int:
         decided = decide(scores, det.decision)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", "anomaly_score", *[f"normality_{n}" for n in sums], *(["is_anomaly"] if args.decide else [])])
+    w.writerow(["id", "anomaly_score", *(["normal_percentile"] if pct is not None else []),
+                *[f"normality_{n}" for n in sums], *(["is_anomaly"] if args.decide else [])])
     for i, ident in enumerate(ids):
-        w.writerow([ident, f"{scores[i]:.6f}", *[f"{sums[n][i]:.6f}" for n in sums],
-                    *([int(decided[i])] if decided is not None else [])])
+        w.writerow([ident, f"{scores[i]:.6f}", *([f"{pct[i]:.2f}"] if pct is not None else []),
+                    *[f"{sums[n][i]:.6f}" for n in sums], *([int(decided[i])] if decided is not None else [])])
     if args.out == "-":
         sys.stdout.write(buf.getvalue())
     else:
@@ -68,9 +71,11 @@ def add_command(sub: Any) -> None:
     p.add_argument("model", help="model folder written by fgad train")
     p.add_argument("images", help=".npz file or folder of images")
     p.add_argument("--out", default="-", help="CSV file to write (default: standard output)")
-    p.add_argument("--fusion", choices=["sum", "mean"], help="task fusion (default: the model's; sum = paper)")
-    p.add_argument("--conform", action="store_true", help="convert grey/colour and resize images that do not "
-                   "match the training images (default: refuse them)")
+    p.add_argument("--fusion", choices=["sum", "mean", "zscore", "rank"],
+                   help="fusion of the components (default: the model's; sum = paper; zscore/rank: models "
+                   "fitted with statistics of normal images)")
+    p.add_argument("--conform", action="store_true", help="kept for old scripts: images of another size or "
+                   "grey/colour are always brought to the model's by its rule (see --strict-size)")
     add_device_arg(p)
     p.add_argument("--decide", action="store_true",
                    help="add a column is_anomaly (1 = score >= the threshold set by fgad calibrate)")

@@ -1,6 +1,10 @@
 """``fgad train IMAGES --out MODEL``: train a detector on normal images and save it.
 
     fgad train normal.npz --out model [--preset quick] [--set key=value ...] [--overwrite]
+    fgad train photos/ --out model [--size 64] [--resize crop|pad|stretch] [--channels grey|colour]
+
+Images of any size and mode become the model's input by one rule (:mod:`fgad.io.conform`),
+saved with the model so that every command that scores applies it again.
 
 Checkpoints go to ``MODEL.checkpoints/`` (or ``--checkpoint-dir``) while it trains; the same
 command resumes from them after a crash. When the model is saved, only the checkpoint files fgad
@@ -13,19 +17,34 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import (add_image_args, add_training_args, check_output_folder, config_overrides, is_fgad_model,
-                     print_skipped)
+from .common import (
+    add_image_args,
+    add_input_rule_args,
+    add_training_args,
+    check_output_folder,
+    config_overrides,
+    is_fgad_model,
+    print_conversions,
+    print_skipped,
+    training_rule,
+)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..core.detector import Detector
     from ..io.fileio import checkpoint_folder, remove_checkpoints
-    from ..io.inputs import load_images
+    from ..io.inputs import read_inputs
 
-    det = Detector(preset=args.preset, **config_overrides(args))  # validate the config before reading images
+    overrides = config_overrides(args)
+    if args.resize:
+        overrides["resize"] = args.resize  # saved in the model's config: scoring applies it too
+    det = Detector(preset=args.preset, **overrides)  # validate the config before reading images
     check_output_folder(args.out, "an fgad model", is_fgad_model, overwrite=args.overwrite)  # before training
-    images, _, skipped = load_images(args.images, key=args.key, label=args.label, skip_unreadable=args.skip_unreadable)
-    print_skipped(skipped)
+    got = read_inputs(args.images, training_rule(args, det.config.resize), key=args.key, label=args.label,
+                      skip_unreadable=args.skip_unreadable, max_pixels=args.max_pixels, what="training images")
+    images = got.images
+    print_conversions(got.conversions)
+    print_skipped(got.skipped)
     ckpt = args.checkpoint_dir or str(Path(args.out).with_name(Path(args.out).name + ".checkpoints"))
     det.fit(images, checkpoint_dir=checkpoint_folder(ckpt), progress=not args.quiet)
     det.save(args.out)
@@ -39,4 +58,5 @@ def add_command(sub: Any) -> None:
     add_training_args(p)
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms on CUDA (slower)")
     add_image_args(p)
+    add_input_rule_args(p)
     p.set_defaults(func=run)

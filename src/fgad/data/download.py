@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import DownloadError, FgadError, InputError, OutputError, UnsafeArchiveError
-from ..io.fileio import fsync_dir
+from ..io.fileio import file_mode, fsync_dir
 
 
 @dataclass(frozen=True)
@@ -238,6 +238,7 @@ def _fetch_to(url: str, tmp_fd: int, tmp: str, remote: RemoteFile, progress: boo
     hashes = {a: hashlib.new(a) for a in ("md5", "sha256")}
     nbytes = 0
     with os.fdopen(tmp_fd, "wb") as out, urlopen(url, timeout=60) as resp:
+        os.fchmod(out.fileno(), file_mode())  # an ordinary file's mode, not mkstemp's 0600
         length = resp.headers.get("Content-Length") if getattr(resp, "headers", None) else None
         length = int(length) if length and str(length).isdigit() else None
         if length is not None and length > cap:

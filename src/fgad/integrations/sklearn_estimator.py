@@ -7,8 +7,10 @@
     >>> est.decision_function(x_test)  # score_samples - offset_: negative = outlier
 
 Orientation: scikit-learn's, not fgad's. ``score_samples`` is the negated anomaly score of
-:meth:`fgad.Detector.score` (higher = more normal; with the default fusion it is the paper's
-normality s(x) of eq. 3). ``fit`` sets ``offset_`` as scikit-learn's detectors do
+:meth:`fgad.Detector.score`: the detector's own components and fusion (higher = more normal;
+with the paper's scoring it is the normality s(x) of eq. 3; with the improved detector's
+settings, ``config=dict(fgad.core.config.IMPROVED)``, the mean of the components z-scored
+against held-out normal images). ``fit`` sets ``offset_`` as scikit-learn's detectors do
 (IsolationForest, LocalOutlierFactor): the ``100 * contamination`` percentile of
 ``score_samples`` on the training images (NumPy's linear interpolation), so that about a
 ``contamination`` fraction of the training images gets a negative ``decision_function``.
@@ -21,27 +23,33 @@ new normal images); for a controlled false positive rate, calibrate on held-out 
 with :meth:`fgad.Detector.calibrate` (``est.detector_``).
 
 Input: **images**, uint8 N×H×W (grey) or N×H×W×C (C = 1 or 3), as :class:`fgad.Detector`
-takes them; anything else raises :class:`fgad.errors.InputError` (a ``ValueError``).
+takes them; anything else raises :class:`fgad.errors.InputError` (a ``ValueError``). Images of
+another size or channels than the training images are refused, as :meth:`fgad.Detector.score`
+refuses them, unless ``conform=True``: then ``X`` may also be a list of H×W[×C] images of any
+sizes (photos as :func:`fgad.io.imageio.read_image` decodes them), and every image is brought
+to the model's size and channels by the model's own rule, as ``fgad score`` brings them
+(:mod:`fgad.io.conform`; ``resize`` chooses the rule, ``input_size`` the model's side: by
+default the training images' own size when they share one, else 64).
 
-scikit-learn's common checks (``sklearn.utils.estimator_checks``) feed small *tabular float*
-arrays (e.g. 30×3 float64), which are not images. The estimator's tags say so
-(``input_tags.two_d_array = False``, ``three_d_array = True``), and for that reason
-``check_estimator`` runs only ``check_estimator_cloneable`` on it and skips the rest. ``tests/decision/test_decision_estimator.py``
-therefore runs the whole list on a test subclass that claims 2-D input, and requires every check
-to pass except those in :data:`EXPECTED_FAILED_CHECKS`, which must fail (so the list stays
-exact). Checks that pass: cloneable, tags, repr, no attributes set in ``__init__``,
-``check_estimators_unfitted`` (``NotFittedError`` before ``fit``), no errors in ``__init__`` /
-``set_params``, mixin order, ``check_outlier_contamination`` (contamination in (0, 0.5]),
-``check_parameters_default_constructible``, ``check_get_params_invariance``,
+scikit-learn's common checks (``sklearn.utils.estimator_checks``) feed small *tabular float* arrays
+(e.g. 30×3 float64), which are not images. The estimator's tags say so (``input_tags.two_d_array =
+False``, ``three_d_array = True``), and for that reason ``check_estimator`` runs only
+``check_estimator_cloneable`` on it and skips the rest.
+``tests/decision/test_decision_estimator.py`` therefore runs the whole list on a test subclass that
+claims 2-D input, and requires every check to pass except those in :data:`EXPECTED_FAILED_CHECKS`,
+which must fail (so the list stays exact). Checks that pass: cloneable, tags, repr, no attributes
+set in ``__init__``, ``check_estimators_unfitted`` (``NotFittedError`` before ``fit``), no errors
+in ``__init__`` / ``set_params``, mixin order, ``check_outlier_contamination`` (contamination in
+(0, 0.5]), ``check_parameters_default_constructible``, ``check_get_params_invariance``,
 ``check_set_params``, ``check_fit1d`` (1-D input refused with a ``ValueError``),
-``check_non_transformer_estimators_n_iter``; ``check_array_api_input`` is skipped by
-scikit-learn itself. The failing ones fit the estimator on tabular data (refused with
-``InputError("... expected uint8 pixels ...")``) or expect scikit-learn's own wording of an
-input error; the reasons are in :data:`EXPECTED_FAILED_CHECKS`. The properties they test that
-make sense for images are tested on images instead (parameters not overwritten by ``fit``,
-``fit`` returns self, fit idempotence, pickling, ``fit_predict`` = ``fit().predict()``, the
-fraction of training outliers, order and subset invariance of the scores, ``__dict__``
-unchanged by predicting, ``check_is_fitted`` after ``fit``).
+``check_non_transformer_estimators_n_iter``; ``check_array_api_input`` is skipped by scikit-learn
+itself. The failing ones fit the estimator on tabular data (refused with ``InputError("... expected
+uint8 pixels ...")``) or expect scikit-learn's own wording of an input error; the reasons are in
+:data:`EXPECTED_FAILED_CHECKS`. The properties they test that make sense for images are tested on
+images instead (parameters not overwritten by ``fit``, ``fit`` returns self, fit idempotence,
+pickling, ``fit_predict`` = ``fit().predict()``, the fraction of training outliers, order and
+subset invariance of the scores, ``__dict__`` unchanged by predicting, ``check_is_fitted`` after
+``fit``).
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..core.config import PRESETS
+from ..io.conform import RESIZE_RULES
 
 __all__ = ["FgadOutlierDetector", "EXPECTED_FAILED_CHECKS"]
 
@@ -112,6 +121,12 @@ class FgadOutlierDetector(OutlierMixin, BaseEstimator):
             fields of the same names; ``None`` = the preset's.
         contamination: the expected fraction of outliers among the training images, in
             (0, 0.5]; sets ``offset_`` (see the module docstring).
+        conform: bring images of any size and grey/colour to the model's by its rule, in ``fit``
+            and when scoring (default: refuse images unlike the training images).
+        input_size: with ``conform``, the model's side in pixels; ``None``: the training images'
+            own size when they all share one, else 64.
+        resize: the model's resize rule, ``"crop"``, ``"pad"`` or ``"stretch"``; ``None`` = the
+            preset's (``"crop"``).
         config: any other config overrides, a dict (e.g. ``{"lr": 0.05}``).
         progress: show a progress bar while training.
 
@@ -130,6 +145,9 @@ class FgadOutlierDetector(OutlierMixin, BaseEstimator):
         "seed": [Interval(Integral, 0, None, closed="left"), None],
         "device": [str, None],
         "contamination": [Interval(Real, 0.0, 0.5, closed="right")],
+        "conform": ["boolean"],
+        "input_size": [Interval(Integral, 4, None, closed="left"), None],
+        "resize": [StrOptions(set(RESIZE_RULES)), None],
         "config": [dict, None],
         "progress": ["boolean"],
     }
@@ -137,6 +155,7 @@ class FgadOutlierDetector(OutlierMixin, BaseEstimator):
     def __init__(self, preset: str = "quick", *, tasks: Any = None, steps: int | None = None,
                  epochs: float | None = None, batch_size: int | None = None, image_size: int | None = None,
                  seed: int | None = 0, device: str | None = "auto", contamination: float = 0.05,
+                 conform: bool = False, input_size: int | None = None, resize: str | None = None,
                  config: dict | None = None, progress: bool = False):
         self.preset = preset
         self.tasks = tasks
@@ -147,12 +166,15 @@ class FgadOutlierDetector(OutlierMixin, BaseEstimator):
         self.seed = seed
         self.device = device
         self.contamination = contamination
+        self.conform = conform
+        self.input_size = input_size
+        self.resize = resize
         self.config = config
         self.progress = progress
 
     def _overrides(self) -> dict[str, Any]:
         overrides = dict(self.config or {})
-        for key in ("tasks", "steps", "epochs", "batch_size", "image_size", "seed", "device"):
+        for key in ("tasks", "steps", "epochs", "batch_size", "image_size", "seed", "device", "resize"):
             value = getattr(self, key)
             if value is not None:
                 overrides[key] = tuple(value) if key == "tasks" and isinstance(value, list) else value
@@ -164,6 +186,7 @@ class FgadOutlierDetector(OutlierMixin, BaseEstimator):
 
         self._validate_params()  # scikit-learn's InvalidParameterError (a ValueError) on bad values
         det = Detector(preset=self.preset, **self._overrides())
+        X = self._training_images(X, det.config.resize)
         det.fit(X, progress=self.progress)
         scores = det.score(X)
         self.detector_ = det
@@ -175,7 +198,20 @@ class FgadOutlierDetector(OutlierMixin, BaseEstimator):
     def score_samples(self, X: Any) -> np.ndarray:
         """Normality of each image: **higher = more normal** (the negated fgad anomaly score)."""
         check_is_fitted(self)
-        return -self.detector_.score(X)
+        return -self.detector_.score(X, conform=self.conform)
+
+    def _training_images(self, X: Any, resize: str) -> Any:
+        """``X``, or with ``conform`` the images brought to the shape chosen for the model."""
+        if not self.conform:
+            return X
+        from ..io.conform import InputRule, choose_input_shape, shape_of
+        from ..io.preprocess import conform_images, image_list
+
+        images = image_list(X, "training images")
+        side = self.input_size
+        shape = choose_input_shape([shape_of(img) for img in images],
+                                   InputRule(size=None if side is None else (side, side), resize=resize))
+        return conform_images(images, shape, resize)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``score_samples(X) - offset_``: negative = outlier, non-negative = inlier."""

@@ -3,6 +3,10 @@
 Every file the program writes goes through here: the bytes go to a temporary file in the same
 folder, are flushed and fsynced, then renamed over the target (rename is atomic on POSIX).
 
+Files and folders get the mode an ordinary ``open(..., "w")`` or ``mkdir`` would give under the
+process umask (0644 and 0755 with umask 022), not the private 0600/0700 of ``tempfile``: a saved
+model can be shared with a team or served from another account.
+
 The program removes only what it wrote: a folder is replaced only by a new version of itself
 (:func:`atomic_directory`), and training checkpoints are cleaned up file by file
 (:func:`remove_checkpoints`), so a folder the user named keeps the user's files.
@@ -15,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,8 +40,42 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# ------------------------------------------------------------------------------ modes
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (``/proc/self/status``,
+    kernel >= 4.7); elsewhere set and restored at once under a lock (``os.umask`` is the only
+    portable reader). The brief window uses 077, so a file another thread creates meanwhile is
+    too private rather than too open."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0o666 less the umask (0644 with umask 022)."""
+    return 0o666 & ~current_umask()
+
+
+def folder_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: 0o777 less the umask (0755 with umask 022)."""
+    return 0o777 & ~current_umask()
+
+
+# ------------------------------------------------------------------------------ atomic writes
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file + fsync + rename)."""
+    """Write ``data`` to ``path`` atomically (temporary file + fsync + rename), with the mode of
+    an ordinary new file (:func:`file_mode`)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +84,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), file_mode())  # mkstemp's 0600 would survive the rename
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -77,7 +117,9 @@ def _listing(names: list[str], limit: int = 3) -> str:
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``path`` whole, on error it is removed.
 
-    Used for saved models: weights and config appear together or not at all. An existing
+    Used for saved models: weights and config appear together or not at all. The folder gets
+    the mode of an ordinary new folder and its files that of an ordinary new file
+    (:func:`folder_mode`, :func:`file_mode`), whatever mode their writer gave them. An existing
     ``path`` is replaced only when every entry in it is rewritten by the new version (an
     earlier save of the same kind); a folder holding anything else (the user's files) is left
     as it is and :class:`OutputError` is raised.
@@ -89,9 +131,12 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
+        os.chmod(tmp, folder_mode())  # mkdtemp's 0700 would survive the rename
         yield tmp
+        mode = file_mode()
         for child in tmp.iterdir():
             with open(child, "rb") as f:
+                os.fchmod(f.fileno(), mode)  # some writers make theirs private (safetensors: 0600)
                 os.fsync(f.fileno())
         old = None
         if path.exists():

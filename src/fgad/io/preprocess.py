@@ -1,19 +1,23 @@
-"""From user arrays to network input: validation, [-1, 1] scaling, padding to the model's side.
+"""From user arrays to network input: validation, the model's size and channels, [-1, 1] scaling,
+padding to the network's side.
 
-Input images are uint8 arrays N×H×W (grey) or N×H×W×C with C ∈ {1, 3}. Pixels map to
-2·x/255 − 1. Images smaller than ``image_size`` are zero-padded (pixel value 0, i.e. −1 after
-scaling, as GEOM pads MNIST 28 → 32); larger ones are resized (bilinear, antialiased).
+Input images are uint8 arrays N×H×W (grey) or N×H×W×C with C ∈ {1, 3}. Images of another size
+or channels than a model's are refused (:func:`check_image_shape`) or brought to it by the
+model's rule (:func:`conform_images`, :mod:`fgad.io.conform`). Pixels map to 2·x/255 − 1.
+Images smaller than the network's side ``image_size`` are zero-padded (pixel value 0, i.e. −1
+after scaling, as GEOM pads MNIST 28 → 32); larger ones are resized (bilinear, antialiased).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from .conform import Conversions, conform_image, shape_of
 
 
 def as_image_array(images: Any, what: str = "images") -> np.ndarray:
@@ -80,24 +84,28 @@ def to_tensor(images: np.ndarray, image_size: int | None, device: torch.device |
     return x.contiguous()
 
 
-def conform_images(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Convert uint8 N×H×W×C images to a model's (H, W, C) by a fixed rule.
+def image_list(images: Any, what: str = "images") -> np.ndarray | list[np.ndarray]:
+    """Validated images: a uint8 N×H×W×C array (:func:`as_image_array`), or, for a list of
+    images of different sizes or channels, a list of uint8 H×W×C arrays, each validated."""
+    if isinstance(images, (list, tuple)) and len({tuple(np.shape(i)) for i in images}) > 1:
+        return [as_image_array(np.asarray(img)[None], f"{what} (image {k})")[0] for k, img in enumerate(images)]
+    return as_image_array(images, what)
 
-    Channels: grey → colour repeats the grey value; colour → grey takes ITU-R 601-2 luma (as
-    Pillow's ``convert("L")``). Size: bilinear resize to H×W (Pillow), after the channel change.
+
+def conform_images(images: np.ndarray | Sequence[np.ndarray], shape: Sequence[int], resize: str = "stretch",
+                   counts: Conversions | None = None) -> np.ndarray:
+    """Validated images (:func:`image_list`) as a model's (H, W, C): uint8 N×H×W×C.
+
+    The rule of :mod:`fgad.io.conform`: channels first (luma, or grey repeated), then the size
+    by ``resize`` (``"crop"``, ``"pad"`` or ``"stretch"``; ``"stretch"`` is the rule of models
+    saved before fgad had the others). ``counts``: conversions are added to it.
     """
-    from .imageio import _convert, _resize
-
-    h, w, c = shape
-    out = images
-    if out.shape[3] != c:
-        mode = "L" if c == 1 else "RGB"
-        out = np.stack([_convert(img[..., 0] if img.shape[-1] == 1 else img, mode) for img in out])
-        if out.ndim == 3:
-            out = out[..., None]
-    if out.shape[1:3] != (h, w):
-        resized = [_resize(img[..., 0] if c == 1 else img, (h, w)) for img in out]
-        out = np.stack(resized)
-        if out.ndim == 3:
-            out = out[..., None]
-    return np.ascontiguousarray(out)
+    target = tuple(int(v) for v in shape)
+    if isinstance(images, np.ndarray) and images.shape[1:] == target:
+        return images
+    out = np.empty((len(images), *target), np.uint8)
+    for i, img in enumerate(images):
+        if counts is not None:
+            counts.note(shape_of(img))
+        out[i] = conform_image(img, target, resize)
+    return out
