@@ -268,6 +268,7 @@ SHARED_MNIST = Path(os.environ.get("FGAD_SHARED_DATA", Path(__file__).resolve().
 SHARED_MNIST = SHARED_MNIST / "mnist.npz"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_MNIST.is_file(), reason="needs the shared offline MNIST copy (FGAD_SHARED_DATA)")
 def test_mnist_content_checksums_match_an_independent_copy(tmp_path):
     """The SHA-256s in RESOURCES are those of MNIST's IDX files, rebuilt from a bit-exact copy

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import fgad
+from fgad.core.config import IMPROVED
+
 from decision_helpers import random_uint8
 
 # Two shared cores: one intra-op thread keeps runs fast, predictable and deterministic.
@@ -36,3 +38,11 @@ def small_detector() -> fgad.Detector:
     """The paper's method on 16×16 grey images with image_size 16: the cheapest to score."""
     return fgad.Detector(preset="tiny", device="cpu", steps=2, image_size=16).fit(
         random_uint8(6, 16, 16, seed=13), progress=False)
+
+
+@pytest.fixture(scope="session")
+def calibrated_detector() -> fgad.Detector:
+    """The improved detector's scoring (``core.config.IMPROVED``: log-space task scores, a kNN
+    feature component, z-scores against held-out normals), tiny, on 15 grey 16×16 images (3 held out)."""
+    return fgad.Detector(preset="tiny", device="cpu", steps=2, image_size=16, **IMPROVED).fit(
+        random_uint8(15, 16, 16, seed=14), progress=False)

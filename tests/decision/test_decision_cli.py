@@ -118,6 +118,7 @@ def test_calibrate_not_a_model(tmp_path, npz, capsys):
     one_error_line(capsys, "not a saved fgad model")
 
 
+@pytest.mark.slow
 def test_export_round_trip(model, npz, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     from fgad.tools.export import preprocess

@@ -30,6 +30,7 @@ def test_predict_needs_a_threshold(det, held_out):
         det.predict(held_out)
 
 
+@pytest.mark.slow
 def test_calibrate_on_normal_images_then_predict(det, held_out):
     d = det.calibrate(held_out, target_fpr=0.1)
     assert d is det.decision
@@ -44,6 +45,7 @@ def test_calibrate_on_normal_images_then_predict(det, held_out):
     json.dumps(d, allow_nan=False)
 
 
+@pytest.mark.slow
 def test_calibrate_with_labels_uses_the_rule(det, held_out):
     anomalous = random_uint8(6, 16, 16, seed=22) // 4  # dark images: another distribution
     labels = np.r_[np.zeros(10), np.ones(6)].astype(int)
@@ -78,6 +80,7 @@ def test_calibrate_errors(det, held_out):
         Detector(preset="tiny").calibrate(held_out)
 
 
+@pytest.mark.slow
 def test_mean_fusion_is_stored_and_used(det, held_out):
     d = det.calibrate(held_out, target_fpr=0.2, fusion="mean")
     assert d["fusion"] == "mean"
@@ -85,6 +88,7 @@ def test_mean_fusion_is_stored_and_used(det, held_out):
     assert det.predict(held_out).tolist() == (scores >= d["threshold"]).astype(int).tolist()
 
 
+@pytest.mark.slow
 def test_decision_saved_and_loaded_identical(det, held_out, tmp_path):
     det.calibrate(held_out, target_fpr=0.15)
     det.save(tmp_path / "m")

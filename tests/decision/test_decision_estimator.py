@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError, SkipTestWarning
 from sklearn.utils.estimator_checks import check_estimator
@@ -33,19 +34,44 @@ class Claims2D(FgadOutlierDetector):
         return tags
 
 
-def test_sklearn_common_checks_pass_except_the_documented_ones():
+# EXPECTED_FAILED_CHECKS was measured with scikit-learn 1.9.1. A feature release may add, rename or
+# drop common checks, so the list is held exact only on 1.9.x. On any release it is given to
+# check_estimator as the expected failures (names that release does not know are ignored), and the
+# checks named in MUST_PASS, where that release has them, must pass.
+MEASURED_WITH = (1, 9)
+ON_MEASURED_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2]) == MEASURED_WITH
+MUST_PASS = {"check_no_attributes_set_in_init", "check_parameters_default_constructible",
+             "check_get_params_invariance", "check_set_params", "check_estimators_unfitted",
+             "check_outlier_contamination", "check_fit1d", "check_mixin_order"}
+
+
+@pytest.fixture(scope="module")
+def common_checks() -> dict[str, set[str]]:
+    """{check name: statuses}: 'passed', 'skipped', 'xfail' (listed and failed), 'failed' (not listed)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = check_estimator(Claims2D(**FAST), on_fail=None)
+        results = check_estimator(Claims2D(**FAST), expected_failed_checks=EXPECTED_FAILED_CHECKS, on_fail=None)
     status: dict[str, set[str]] = {}
     for r in results:
         status.setdefault(r["check_name"], set()).add(r["status"])
-    failed = {n for n, s in status.items() if "failed" in s}
-    assert failed == set(EXPECTED_FAILED_CHECKS)  # exactly: a check that starts passing must leave the list
-    passed = {n for n, s in status.items() if s == {"passed"}}
-    assert {"check_no_attributes_set_in_init", "check_parameters_default_constructible",
-            "check_get_params_invariance", "check_set_params", "check_estimators_unfitted",
-            "check_outlier_contamination", "check_fit1d", "check_mixin_order"} <= passed
+    return status
+
+
+def test_sklearn_common_checks_pass_except_the_documented_ones(common_checks):
+    passed = {n for n, s in common_checks.items() if s == {"passed"}}
+    assert MUST_PASS & set(common_checks) <= passed
+    unexpected = sorted(n for n, s in common_checks.items() if "failed" in s)
+    if not ON_MEASURED_VERSION and unexpected:
+        pytest.skip(f"scikit-learn {sklearn.__version__}: {unexpected} fail and are not in EXPECTED_FAILED_CHECKS, "
+                    f"which was measured with 1.9.1; measure the list again for this release")
+    assert unexpected == []
+
+
+@pytest.mark.skipif(not ON_MEASURED_VERSION, reason="EXPECTED_FAILED_CHECKS was measured with scikit-learn 1.9.1")
+def test_expected_failed_checks_are_exact_on_the_measured_release(common_checks):
+    # Every listed check ran and failed: a check that starts passing must leave the list.
+    failed = {n for n, s in common_checks.items() if s & {"xfail", "failed"}}
+    assert failed == set(EXPECTED_FAILED_CHECKS)
 
 
 def test_honest_tags_make_check_estimator_skip_all_but_cloning():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import fgad
+from fgad.core.config import IMPROVED
 
 torch.set_num_threads(1)  # two shared cores: one intra-op thread is faster and deterministic
 
@@ -39,3 +40,11 @@ def jigsaw_det(grey28) -> fgad.Detector:
 def rotation_det(grey28) -> fgad.Detector:
     """No jigsaw task: no heat map."""
     return fgad.Detector(**TINY, tasks=("rotation",), steps=1).fit(grey28[:4], progress=False)
+
+
+@pytest.fixture(scope="session")
+def calibrated_det() -> fgad.Detector:
+    """The improved detector's scoring (``core.config.IMPROVED``: log-space task scores, kNN feature
+    component, z-scores against held-out normals), tiny, on 15 grey 16×16 images (3 held out)."""
+    return fgad.Detector(**TINY, steps=2, image_size=16, **IMPROVED).fit(random_uint8(15, 16, 16, seed=12),
+                                                                         progress=False)

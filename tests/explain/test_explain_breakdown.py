@@ -99,6 +99,7 @@ def test_jigsaw_breakdown_per_permutation(paper_det, grey28):
     assert b["views"][0]["view"] == "identity"
 
 
+@pytest.mark.slow
 def test_explain_image_is_json_and_consistent(paper_det, grey28):
     e = explain_image(paper_det, grey28[2])  # one H×W image
     cells = np.array(e["heatmap"]["cells"])
@@ -116,6 +117,7 @@ def test_explain_image_is_json_and_consistent(paper_det, grey28):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_model_without_jigsaw_has_no_heat_map(rotation_det, grey28):
     e = explain_image(rotation_det, grey28[0])
     assert e["heatmap"] is None and list(e["tasks"]) == ["rotation"]

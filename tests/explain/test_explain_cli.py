@@ -27,6 +27,7 @@ def npz_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_explain_writes_png_beside_the_image_and_json(model_dir, grey28, tmp_path, capsys):
     img = tmp_path / "digit.png"
     Image.fromarray(np.stack([grey28[0]] * 3, -1)).save(img)  # colour file, grey model: converted
@@ -65,6 +66,7 @@ def test_explain_bad_input_is_one_line_and_status_2(model_dir, tmp_path, capsys,
     assert len(err) == 1 and err[0].startswith("fgad: error:") and message in err[0]
 
 
+@pytest.mark.slow
 def test_explain_resizes_by_the_model_rule_unless_strict(model_dir, tmp_path, capsys):
     Image.new("L", (20, 20)).save(tmp_path / "big.png")
     assert main(["explain", str(model_dir), str(tmp_path / "big.png"), "--strict-size"]) == 2

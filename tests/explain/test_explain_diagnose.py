@@ -70,6 +70,7 @@ def test_accuracy_against_a_per_view_reference(result):
     assert acc == {"rotation/rotation": pytest.approx(correct / 20)}
 
 
+@pytest.mark.slow
 def test_csv_and_png_are_written(result, tmp_path):
     csv_path, png_path = result.write(tmp_path / "diag")
     rows = list(csv.reader(io.StringIO(csv_path.read_text())))

@@ -372,6 +372,7 @@ def test_single_class_test_set_is_skipped_not_fatal(tmp_path):
     assert math.isclose(float(result.tables["table1"][0]["auroc_mean_pct"]), 92.0)
 
 
+@pytest.mark.slow
 def test_timing_table_means_over_jobs(tmp_path):
     for cls, fit in [(0, 2.0), (1, 4.0)]:
         rec = make_record("mnist", "ours", cls, 0)

@@ -69,7 +69,8 @@ def decode_png(uri: str) -> np.ndarray:
 
 def stub_detector(decision=None):
     """Enough of a Detector for a page without explanations (scores given): no training."""
-    return SimpleNamespace(decision=decision, config=SimpleNamespace(score_fusion="sum"))
+    return SimpleNamespace(decision=decision, config=SimpleNamespace(score_fusion="sum"),
+                           normal_percentile=lambda scores: None)  # no held-out normal images
 
 
 def random_uint8(n, h=16, w=16, seed=0):
@@ -218,3 +219,33 @@ def test_page_renders_in_a_headless_browser(scored, tmp_path):
     img = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert img.shape == (1600, 1200)
     assert img.std() > 10 and len(np.unique(img)) > 50  # text, thumbnails and figures, not a blank page
+
+
+# ----------------------------------------------------------------------------------- the improved detector's score
+@pytest.mark.slow
+def test_cli_gallery_shows_the_fused_score_and_its_normal_percentile(tmp_path, capsys):
+    """A model with the improved settings (z-scored log-space and kNN components): the cards carry
+    the detector's own fused score and the share of held-out normal images that score lower."""
+    from fgad.core.config import IMPROVED
+
+    det = fgad.Detector(preset="tiny", device="cpu", steps=2, image_size=16, **IMPROVED).fit(
+        random_uint8(15, seed=4), progress=False)
+    model = det.save(tmp_path / "model")
+    x = random_uint8(6, seed=5)
+    npz = tmp_path / "test.npz"
+    np.savez(npz, x_test=x)
+    page = tmp_path / "page.html"
+    assert main(["gallery", str(model), str(npz), "--key", "x_test", "--device", "cpu", "--quiet", "--out", str(page),
+                 "--top", "2", "--bottom", "1"]) == 0
+    p = Page(page.read_text(encoding="utf-8"))
+    scores = det.score(x)
+    pct = det.normal_percentile(scores)
+    assert len(p.cards) == 3
+    for c in p.cards:
+        i = int(c["data-id"])
+        assert float(c["data-score"]) == pytest.approx(scores[i], abs=1e-9)
+        assert float(c["data-percentile"]) == pytest.approx(pct[i])
+        assert f"above {pct[i]:.1f}% of normals" in c["caption"]
+    text = "".join(p.text)
+    assert "feature_knn" in text and "normal percentile" in text  # fgad explain's components table
+    assert "share of held-out normal images that score lower" in text

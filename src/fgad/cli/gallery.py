@@ -2,8 +2,9 @@
 
     fgad gallery MODEL IMAGES --out PAGE.html [--top 24] [--bottom 12] [--overwrite]
 
-Scores as ``fgad score`` does (anomaly score: higher = more anomalous; with the fusion of the
-model's decision threshold when it has one), then :func:`fgad.tools.gallery.write_gallery`.
+Scores as ``fgad score`` does (anomaly score: higher = more anomalous, beside it the normal
+percentile when the model has held-out normal images; with the fusion of the model's decision
+threshold when it has one), then :func:`fgad.tools.gallery.write_gallery`.
 An earlier gallery there is replaced only with ``--overwrite``; a file of another kind is refused.
 """
 
@@ -15,14 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .common import add_device_arg, add_image_args, add_overwrite_arg, check_output_file, print_skipped
+from .common import add_device_arg, add_image_args, add_overwrite_arg, check_output_file, print_skipped, read_for_model
 
 
 def run(args: argparse.Namespace) -> int:
     from ..core.detector import Detector
-    from ..core.scoring import fuse
-    from ..io.inputs import load_images
-    from ..io.preprocess import as_image_array, conform_images
     from ..tools.gallery import is_gallery, write_gallery
 
     for name in ("top", "bottom"):
@@ -30,12 +28,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--{name} must be >= 0, got {getattr(args, name)}")
     check_output_file(args.out, "an fgad gallery", is_gallery, overwrite=args.overwrite)  # before the work
     det = Detector.load(args.model, device=args.device)
-    images, ids, skipped = load_images(args.images, key=args.key, label=args.label,
-                                       skip_unreadable=args.skip_unreadable)
-    if args.conform:  # the explanations need the images the network saw
-        images = conform_images(as_image_array(images, "images to score"), det.input_shape)
+    # By the model's own rule, as fgad score reads them: the page shows the images the network saw.
+    got = read_for_model(det, args.images, args, key=args.key, label=args.label)
+    images, ids, skipped = got.images, got.ids, got.skipped
     fusion = (det.decision or {}).get("fusion") or det.config.score_fusion
-    scores = -fuse(det.score_tasks(images, progress=not args.quiet), fusion, det.task_terms)
+    # The detector's own components and fusion, as fgad score computes them.
+    scores = -det.fuse_components(det.score_components(images, progress=not args.quiet), fusion)
     title = f"{Path(args.images).name} scored by {Path(args.model).name}"
     summary = write_gallery(det, images, ids, scores, args.out, top=args.top, bottom=args.bottom,
                             overwrite=args.overwrite, title=title, fusion=fusion, progress=not args.quiet)
@@ -61,8 +59,8 @@ def add_command(sub: Any) -> None:
     p.add_argument("--top", type=int, default=24, help="most anomalous images to show and explain (default 24)")
     p.add_argument("--bottom", type=int, default=12, help="least anomalous images to show and explain (default 12)")
     add_overwrite_arg(p, "a gallery page")
-    p.add_argument("--conform", action="store_true", help="convert grey/colour and resize images that do not "
-                   "match the training images (default: refuse them)")
+    p.add_argument("--conform", action="store_true", help="kept for old scripts: images of another size or "
+                   "grey/colour are always brought to the model's by its rule (see --strict-size)")
     add_device_arg(p)
     add_image_args(p)
     p.set_defaults(func=run)

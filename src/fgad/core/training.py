@@ -34,12 +34,30 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, DistributedError, ModelFileError
 from ..io.fileio import atomic_directory
 from ..tasks import Task
-from .config import DetectorConfig
+from .config import PAPER_SCORING, DetectorConfig
 from .precision import autocast
+from .scoring import STANDARDISED_FUSIONS
 from .seeding import derive_seed, generator
 
 # Keys that change neither the data nor the arithmetic of training: a resume may differ in them.
-_RESUME_FREE_KEYS = {"device", "score_batch_size", "checkpoint_every", "score_fusion", "compile", "jigsaw_test_draws"}
+# The scoring options act after training, except through the held-out split: the fusion and the
+# normal statistics' options are compared as the one split they make (_training_identity).
+_RESUME_FREE_KEYS = {"device", "score_batch_size", "checkpoint_every", "compile", "task_score", "feature_knn",
+                     "feature_bank_max", "jigsaw_test_draws", "score_fusion", "normal_stats", "heldout_fraction"}
+_SPLIT_KEY = "held-out split (score_fusion, normal_stats, heldout_fraction)"
+
+
+def _training_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What in a config decides training, for the resume check: the keys a resume may not change
+    and the held-out split (its share, or None: training on every image; the split itself depends
+    only on the image count, the share and the seed). A key missing from a checkpoint's config
+    was written before the option existed, when training was the paper's: it takes the paper's
+    value (:data:`PAPER_SCORING` over the config's defaults)."""
+    values = {**DetectorConfig().to_dict(), **PAPER_SCORING, **config}
+    out = {k: v for k, v in values.items() if k not in _RESUME_FREE_KEYS}
+    split = values["score_fusion"] in STANDARDISED_FUSIONS and values["normal_stats"] == "heldout"
+    out[_SPLIT_KEY] = values["heldout_fraction"] if split else None
+    return out
 
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
@@ -398,10 +416,9 @@ def load_checkpoint(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer
                 tensors = load_file(str(path / name))
         except (OSError, ValueError, SafetensorError) as exc:
             raise ModelFileError(f"{path / name}: unreadable training checkpoint ({exc})") from exc
-    saved = {k: v for k, v in meta.get("config", {}).items() if k not in _RESUME_FREE_KEYS}
-    wanted = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_FREE_KEYS}
+    saved, wanted = _training_identity(dict(meta.get("config", {}))), _training_identity(cfg.to_dict())
     if saved != wanted:
-        diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        diff = sorted(k for k in {*saved, *wanted} if saved.get(k) != wanted.get(k))
         raise ModelFileError(f"{path}: checkpoint was made with another configuration (differs in: "
                              f"{', '.join(diff)}); remove it or use another checkpoint folder")
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -98,7 +98,7 @@ class ImageDataset:
                 return self.class_names.index(cls)
             if cls.strip().isdigit() and int(cls) < len(self.class_names):
                 return int(cls)
-            raise ConfigError(f"{self.name}: unknown class {cls!r}; known: {_short_list(self.class_names)}")
+            raise ConfigError(f"{self.name}: unknown class {cls!r}; known: {short_list(self.class_names)}")
         raise ConfigError(f"{self.name}: class must be an index or a name, got {cls!r}")
 
     def __repr__(self) -> str:
@@ -143,7 +143,7 @@ def default_data_root() -> Path:
 # helpers shared by adapters
 
 
-def _short_list(items: Sequence[str], limit: int = 20) -> str:
+def short_list(items: Sequence[str], limit: int = 20) -> str:
     items = [str(i) for i in items]
     if len(items) <= limit:
         return ", ".join(items)

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DatasetNotFoundError, InputError
-from .base import Adapter, ImageDataset, _short_list, opt_fraction, opt_int, opt_size
+from .base import Adapter, ImageDataset, short_list, opt_fraction, opt_int, opt_size
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc", ".otc")
 LATIN = string.ascii_uppercase + string.ascii_lowercase + string.digits
@@ -246,7 +246,7 @@ def _find_faces(folder: Path, wanted: list[str] | None, default_names: list[str]
     if missing:
         raise ConfigError(
             f"fonts: no face named {', '.join(map(repr, missing))} in {folder}; "
-            f"found: {_short_list(sorted({f[2] for f in faces}), 40)}"
+            f"found: {short_list(sorted({f[2] for f in faces}), 40)}"
         )
     return list(dict.fromkeys(chosen))
 

@@ -147,7 +147,7 @@ def fit_distributed(det, images: Any, *, checkpoint_dir: str | Path | None = Non
     (fitted, identical on every rank). The steps are those of the one training loop,
     :func:`fgad.core.training.train` with ``distributed=True``; around it, the rank's device and
     the global batch norm."""
-    from ..core.detector import versions
+    from ..io.provenance import versions
     from ..io.preprocess import as_image_array, to_tensor
     from ..core.seeding import seed_everything
     from ..core.training import train

@@ -14,7 +14,7 @@ from ..io.fileio import atomic_write_text
 from .fusion import fusion_table, record_fusion
 from .names import dataset_display_name, method_display_name, safe_file_stem
 from .plots import plot_roc
-from .records import _iter_records, dedupe, read_record, warn_skipped
+from .records import iter_records, dedupe, read_record, warn_skipped
 from .tables import (METRIC_KEYS, Entry, Results, Table, class_sort_key, per_class_table, table1, table2, table3,
                      timing_table)
 from .tables import finite_or_none
@@ -126,7 +126,7 @@ def build_report(
     loaded: list[tuple[Path, Entry]] = []
     skipped: list[tuple[Path, str]] = []
     n_files = 0
-    for path, rec, reason in _iter_records(results_dir, progress):
+    for path, rec, reason in iter_records(results_dir, progress):
         n_files += 1
         if rec is not None:
             try:

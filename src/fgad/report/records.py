@@ -192,7 +192,7 @@ def read_record(path: str | os.PathLike) -> dict:
     return validate_record(obj)
 
 
-def _iter_records(results_dir: str | os.PathLike, progress: bool = False) -> Iterator[tuple[Path, dict | None, str]]:
+def iter_records(results_dir: str | os.PathLike, progress: bool = False) -> Iterator[tuple[Path, dict | None, str]]:
     files = find_record_files(results_dir)
     it: Any = files
     if progress:
@@ -257,7 +257,7 @@ def load_records(results_dir: str | os.PathLike, *, with_scores: bool = True, pr
     records: list[tuple[Path, dict]] = []
     skipped: list[tuple[Path, str]] = []
     n_files = 0
-    for path, rec, reason in _iter_records(results_dir, progress):
+    for path, rec, reason in iter_records(results_dir, progress):
         n_files += 1
         if rec is None:
             skipped.append((path, reason))

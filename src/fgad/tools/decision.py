@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.scoring import FUSIONS
 from ..errors import InputError
 from ..metrics import RocCurve, as_1d, check_labels_scores, check_rate
 
@@ -154,9 +155,11 @@ def threshold_from_labels(scores: Any, labels: Any, rule: str = "f1", target: fl
 
 
 def check_calibration_args(fusion: str, rule: str | None, target_fpr: float, target: float | None) -> None:
-    """The checks :func:`calibrate_scores` makes on its options, for callers that score first."""
-    if fusion not in ("sum", "mean"):
-        raise InputError(f"fusion must be 'sum' or 'mean', got {fusion!r}")
+    """The checks :func:`calibrate_scores` makes on its options, for callers that score first;
+    ``fusion``: one of :data:`fgad.core.scoring.FUSIONS` (a model without normal statistics
+    refuses ``zscore``/``rank`` when it scores, :meth:`fgad.Detector.fuse_components`)."""
+    if fusion not in FUSIONS:
+        raise InputError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
     if rule is not None and rule not in (*RULES, "fpr"):
         raise InputError(f"unknown threshold rule {rule!r}; known: fpr, {', '.join(RULES)}")
     if target is None:

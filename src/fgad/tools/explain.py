@@ -6,13 +6,20 @@ coarse heat map of where the jigsaw task stopped recognising the image.
 >>> cells = heatmap(det, images)          # N×n_h×n_w jigsaw occlusion map (higher = more anomalous)
 >>> info = explain_image(det, image)      # both, for one image, plus the map at image resolution
 
-**Breakdown.** For every task and every one of its views, the softmax probability of the view's
-true class on every head (the terms the paper's eq. 2/4 sums): for ``geometric`` a 3×3×4 table
-(vertical shift × horizontal shift × rotation) of p_vertical + p_horizontal + p_rotation, for
-``jigsaw`` p(true permutation) per permutation. Per head and class, the mean true-class
-probability over the views with that class says which rotation or shift the network recognised
-least. The task sums equal :meth:`fgad.Detector.score_tasks`, and the fused ``normality`` equals
-:meth:`fgad.Detector.normality` (``anomaly_score`` = its negation: higher = more anomalous).
+**Breakdown.** First the score as the detector computes it: every component it fuses
+(:meth:`fgad.Detector.score_components`: each task under the model's ``task_score``, and the
+feature component ``feature_knn`` when the model has one) with its raw value and the value the
+fusion averages (standardised against normal images for ``zscore``/``rank``), the fused
+``normality`` (:meth:`fgad.Detector.fuse_components`; ``anomaly_score`` = its negation: higher =
+more anomalous) and the ``normal_percentile`` (:meth:`fgad.Detector.normal_percentile`: the
+share of held-out normal images whose anomaly score is lower; None for a model without held-out
+normal images). Then, for every task and every one of its centred test views, the softmax
+probability of the view's true class on every head (the terms the paper's eq. 2/4 sums): for
+``geometric`` a 3×3×4 table (vertical shift × horizontal shift × rotation) of p_vertical +
+p_horizontal + p_rotation, for ``jigsaw`` p(true permutation) per permutation. Per head and
+class, the mean true-class probability over the views with that class says which rotation or
+shift the network recognised least. With the paper's scoring, a task's component equals the sum
+of its table (:meth:`fgad.Detector.score_tasks`).
 
 **Heat map (occlusion recovery on the jigsaw task).** For source cell c of the n_h × n_w jigsaw
 grid and permutation view p (test-time tiles, centred), the tile cut from cell c — wherever p
@@ -28,9 +35,11 @@ on (normal-looking evidence); ≈ 0: it does not matter. The map is computed on 
 taking the value of the cell its network position falls in (pixels outside the grid: the nearest
 cell). The anomalous cell is the argmax.
 
-Only the public :class:`~fgad.Detector` is used: its scoring pass (:meth:`~fgad.Detector.view_logits`,
-:meth:`~fgad.Detector.image_batches`, :meth:`~fgad.Detector.forward_views`), ``tasks``, ``task_terms``,
-``config`` and ``input_shape``; the arithmetic is :mod:`fgad.core.scoring`'s.
+Only the public :class:`~fgad.Detector` is used: its score (:meth:`~fgad.Detector.score_components`,
+:meth:`~fgad.Detector.fuse_components`, :meth:`~fgad.Detector.normal_percentile`), its scoring pass
+(:meth:`~fgad.Detector.view_logits`, :meth:`~fgad.Detector.image_batches`,
+:meth:`~fgad.Detector.forward_views`), ``tasks``, ``task_terms``, ``normal_stats``, ``config`` and
+``input_shape``; the arithmetic is :mod:`fgad.core.scoring`'s.
 """
 
 from __future__ import annotations
@@ -41,17 +50,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.scoring import FUSIONS, fuse, true_class_probabilities
+from ..core.scoring import FUSIONS, STANDARDISED_FUSIONS, fusion_parts, true_class_probabilities
 from ..errors import InputError
 from ..io.preprocess import as_image_array, check_image_shape
 
 __all__ = ["breakdown", "heatmap", "explain_image", "explanation_json", "render_explanation", "cell_index_map",
            "cell_boxes", "upsample_heatmap", "format_breakdown", "head_names", "class_names", "paste_patch",
-           "boxes_overlap", "localisation_hit_rate", "HEATMAP_RULE"]
+           "boxes_overlap", "localisation_hit_rate", "percentile_text", "HEATMAP_RULE", "PERCENTILE_RULE"]
 
 HEATMAP_RULE = ("jigsaw occlusion recovery: H[c] = mean over permutation views of p(true permutation with the "
                 "tile of cell c flattened to its mean colour) - p(true permutation); higher = the tile looks "
                 "more anomalous")
+
+#: What the normal percentile beside a raw score means (:meth:`fgad.Detector.normal_percentile`).
+PERCENTILE_RULE = "share of held-out normal images that score lower"
 
 _HEADS = {
     "geometric": ("vertical", "horizontal", "rotation"),
@@ -126,32 +138,42 @@ def _is_product_table(labels: np.ndarray, sizes: tuple[int, ...]) -> bool:
 
 # ----------------------------------------------------------------------------------- breakdown
 def breakdown(det, images: Any, *, fusion: str | None = None) -> list[dict[str, Any]]:
-    """Per image, the normality score broken down by task, view and head (JSON-serialisable).
+    """Per image, the score broken down by component, task, view and head (JSON-serialisable).
 
-    Each dict: ``anomaly_score`` (higher = more anomalous), ``normality`` (the paper's s(x),
-    higher = more normal), ``fusion``, and ``tasks[name]`` with ``score`` (the task sum of eq. 4),
-    ``max_score`` (views × heads), ``recognised`` (score / max_score), ``heads``, ``classes``,
-    ``views`` (per view: name, labels, ``p_true`` per head, their ``sum``), ``table`` (the view
-    sums shaped by the head sizes when the views are their product, e.g. 3×3×4 for geometric),
-    ``per_class`` (per head and class: mean true-class probability over the views of that class)
-    and ``least_recognised`` (the view with the smallest sum, and per head its weakest class).
+    Each dict: ``anomaly_score`` (higher = more anomalous), ``normality`` (the fused score,
+    higher = more normal; with the paper's settings s(x) of eq. 3), ``normal_percentile`` (0–100:
+    the share of held-out normal images with a lower anomaly score; None without held-out normal
+    images or with a fusion other than the model's), ``fusion``, ``task_score``, ``components``
+    (per component, in the fusion's order: ``raw``, the normality value of
+    :meth:`fgad.Detector.score_components`, and ``fused``, the value the fusion averages: raw for
+    ``sum``, raw / terms for ``mean``, standardised against the normal images for ``zscore`` /
+    ``rank``; ``normality`` is their mean) and ``tasks[name]`` with ``score`` (the probability sum
+    of eq. 4 over the centred test views, the sum of the tables below), ``max_score`` (views ×
+    heads), ``recognised`` (score / max_score), ``heads``, ``classes``, ``views`` (per view: name,
+    labels, ``p_true`` per head, their ``sum``), ``table`` (the view sums shaped by the head sizes
+    when the views are their product, e.g. 3×3×4 for geometric), ``per_class`` (per head and class:
+    mean true-class probability over the views of that class) and ``least_recognised`` (the view
+    with the smallest sum, and per head its weakest class).
     """
     _check_detector(det)
     fusion = fusion or det.config.score_fusion
     if fusion not in FUSIONS:
-        raise InputError(f"fusion must be 'sum' or 'mean', got {fusion!r}")
-    probs = view_probabilities(det, images)
-    terms = det.task_terms
-    n_images = next(iter(probs.values())).shape[0]
+        raise InputError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+    x = _prepare(det, images)
+    comps = det.score_components(x)
+    normality = det.fuse_components(comps, fusion)  # the detector's own fusion (and its checks)
+    parts = fusion_parts(comps, fusion, det.task_terms, det.normal_stats)
+    # The held-out normals were scored with the model's fusion: no percentile for another one.
+    pct = det.normal_percentile(-normality) if fusion == det.config.score_fusion else None
+    probs = view_probabilities(det, x)
     static = {n: _task_static(t) for n, t in det.tasks.items()}
     out = []
-    for i in range(n_images):
-        tasks: dict[str, Any] = {}
-        for n, t in det.tasks.items():
-            tasks[n] = _task_breakdown(t, static[n], probs[n][i])
-        sums = {n: tasks[n]["score"] for n in tasks}
-        normality = float(fuse(sums, fusion, terms))
-        out.append({"anomaly_score": -normality, "normality": normality, "fusion": fusion, "tasks": tasks})
+    for i in range(len(x)):
+        tasks = {n: _task_breakdown(t, static[n], probs[n][i]) for n, t in det.tasks.items()}
+        components = {n: {"raw": float(comps[n][i]), "fused": float(parts[n][i])} for n in comps}
+        out.append({"anomaly_score": float(-normality[i]), "normality": float(normality[i]),
+                    "normal_percentile": None if pct is None else float(pct[i]), "fusion": fusion,
+                    "task_score": det.config.task_score, "components": components, "tasks": tasks})
     return out
 
 
@@ -201,11 +223,29 @@ def _task_breakdown(task, st: dict[str, Any], p: np.ndarray) -> dict[str, Any]:
     return entry
 
 
+def percentile_text(b: dict[str, Any]) -> str:
+    """The readable companion of the raw score: the normal percentile with its meaning, or why
+    there is none."""
+    pct = b.get("normal_percentile")
+    if pct is None:
+        return "no normal percentile (the model has no held-out normal images, or another fusion)"
+    return f"normal percentile {pct:.1f}: {PERCENTILE_RULE}"
+
+
+def _fused_label(fusion: str) -> str:
+    return {"sum": "as is", "mean": "raw / terms", "zscore": "z-score vs normals",
+            "rank": "rank vs normals"}.get(fusion, fusion)
+
+
 def format_breakdown(b: dict[str, Any]) -> str:
     """A compact text table of one image's :func:`breakdown`."""
-    lines = [f"anomaly score {b['anomaly_score']:.4f} (higher = more anomalous; normality "
-             f"{b['normality']:.4f}, fusion {b['fusion']})",
-             f"{'task':<12} {'score':>9} {'max':>5} {'recognised':>10}  least recognised view"]
+    lines = [f"anomaly score {b['anomaly_score']:.4f} (higher = more anomalous); {percentile_text(b)}",
+             f"normality {b['normality']:.4f} = mean of the fused components (fusion {b['fusion']}, "
+             f"task score {b.get('task_score', 'prob')})",
+             f"{'component':<12} {'raw':>14} {'fused (' + _fused_label(b['fusion']) + ')':>26}"]
+    for n, c in b.get("components", {}).items():
+        lines.append(f"{n:<12} {c['raw']:>14.4f} {c['fused']:>26.4f}")
+    lines.append(f"{'task':<12} {'p sum':>9} {'max':>5} {'recognised':>10}  least recognised view")
     for n, t in b["tasks"].items():
         lr = t["least_recognised"]
         lines.append(f"{n:<12} {t['score']:>9.3f} {t['max_score']:>5d} {t['recognised']:>10.3f}  "
@@ -216,6 +256,25 @@ def format_breakdown(b: dict[str, Any]) -> str:
             cells = "  ".join(f"{c} {v:.3f}" for c, v in means.items())
             lines.append(f"{n + '/' + h:<24} {cells}  [{t['least_recognised']['per_head'][h]['class']}]")
     return "\n".join(lines)
+
+
+def _components_title(b: dict[str, Any]) -> str:
+    """The bar chart's title: each component's raw value and, when the fusion changes it, the value fused."""
+    comps = b.get("components")
+    if not comps:  # an explanation written before the components existed
+        return ", ".join(f"{n} {t['score']:.2f}/{t['max_score']}" for n, t in b["tasks"].items())
+    fusion = b["fusion"]
+    parts = []
+    for n, c in comps.items():
+        text = f"{n} {c['raw']:.4g}"
+        if n in b["tasks"] and b.get("task_score", "prob") == "prob":
+            text += f"/{b['tasks'][n]['max_score']}"
+        if fusion in STANDARDISED_FUSIONS:
+            text += f" (z {c['fused']:+.2f})" if fusion == "zscore" else f" (rank {c['fused']:.2f})"
+        elif fusion == "mean":
+            text += f" ({c['fused']:.3f}/term)"
+        parts.append(text)
+    return (", " if len(parts) <= 2 else "\n").join(parts)
 
 
 # ----------------------------------------------------------------------------------- heat map
@@ -371,7 +430,10 @@ def explanation_json(expl: dict[str, Any]) -> dict[str, Any]:
 def render_explanation(image: np.ndarray, expl: dict[str, Any], *, title: str | None = None) -> bytes:
     """PNG bytes: the image, the heat-map overlay, and a bar chart of the per-head breakdown.
 
-    Drawn off-screen (matplotlib Agg canvas; no pyplot state).
+    The title holds the raw anomaly score (or ``title``) and beside it the normal percentile (the
+    share of held-out normal images that score lower, :func:`percentile_text`); the bar chart's
+    title each component's raw and fused value. Drawn off-screen (matplotlib Agg canvas; no
+    pyplot state).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -422,10 +484,10 @@ def render_explanation(image: np.ndarray, expl: dict[str, Any], *, title: str | 
     ax_bar.invert_yaxis()
     ax_bar.set_xlim(0, 1)
     ax_bar.set_xlabel("mean p(true class) over the views", fontsize=9)
-    parts = ", ".join(f"{n} {t['score']:.2f}/{t['max_score']}" for n, t in expl["tasks"].items())
-    ax_bar.set_title(parts, fontsize=9)
+    ax_bar.set_title(_components_title(expl), fontsize=8, wrap=True)
     ax_bar.legend(loc="lower right", fontsize=7)
-    fig.suptitle(title or f"anomaly score {expl['anomaly_score']:.3f} (higher = more anomalous)", fontsize=11)
+    head = title or f"anomaly score {expl['anomaly_score']:.3f} (higher = more anomalous)"
+    fig.suptitle(f"{head}\n{percentile_text(expl)}", fontsize=11)
     fig.tight_layout()
     import io
 

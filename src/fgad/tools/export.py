@@ -1,11 +1,11 @@
-"""ONNX export of a fitted :class:`~fgad.Detector`: views, network, scoring and fusion in one graph.
+"""ONNX export of a fitted :class:`~fgad.Detector`: views, network, its score and fusion in one graph.
 
     >>> from fgad.tools.export import export_onnx, preprocess
     >>> export_onnx(det, "model.onnx")            # writes model.onnx and model.onnx.json
     >>> import onnxruntime as ort
     >>> sess = ort.InferenceSession("model.onnx")
     >>> x = preprocess(images, "model.onnx.json")  # uint8 N×H×W[×C] → float32 N×C×S×S
-    >>> anomaly_score, normality, *per_task = sess.run(None, {"images": x})
+    >>> anomaly_score, normality, *per_component = sess.run(None, {"images": x})
 
 **The views are built inside the graph.** Its input ``images`` is a float32 batch N×C×S×S of
 *preprocessed* images (S = the model's ``image_size``; the batch size N is dynamic); from it the
@@ -17,11 +17,27 @@ graph builds every task's views with the same operations as eager scoring:
   the permuted cells by zero padding (a gap pixel is 0, as in eager scoring); the sum of the
   padded tiles is exact because their supports do not overlap;
 
-then runs the backbone and the heads on all views, takes each head's softmax of the true
-transformation summed over views and heads (eq. 4) and fuses the tasks (eq. 3, the model's
-fusion), with the functions of :mod:`fgad.core.scoring` that eager scoring uses. Outputs, each of length N: ``anomaly_score`` (higher = more anomalous, what
-:meth:`fgad.Detector.score` returns), ``normality`` (its negation, the paper's s(x)), and
-``normality_<task>`` per task (:meth:`fgad.Detector.score_tasks`).
+then runs the backbone and the heads on all views and computes the model's own score with the
+functions of :mod:`fgad.core.scoring` that eager scoring calls (:meth:`fgad.Detector.score_components`
+and :meth:`fgad.Detector.fuse_components`):
+
+- per task, its score under the model's ``task_score``: ``"prob"`` (the paper's eq. 4, float32),
+  ``"logprob"`` (float64 from the logits) or ``"dirichlet"`` (float64, the fitted α as constants);
+  with ``jigsaw_test_draws`` = D the jigsaw's views of the D seeded tile-offset draws are built
+  in the graph too (static offsets) and averaged with the centred ones;
+- with ``feature_knn`` = k, the feature component: the L2-normalised backbone features of the
+  untransformed images against the saved bank (a constant of the graph), k nearest (``TopK``);
+- the fusion: ``"sum"`` (eq. 3) / ``"mean"`` in the components' dtype; ``"zscore"`` / ``"rank"``
+  in float64 with the saved normal statistics as constants (the rank as a count of reference
+  values <= the component).
+
+Outputs, each of length N: ``anomaly_score`` (higher = more anomalous, what
+:meth:`fgad.Detector.score` returns), ``normality`` (its negation), and ``normality_<component>``
+per component (:meth:`fgad.Detector.score_components`: each task, then ``feature_knn``). They
+are float32 with the paper's scoring, float64 when a component or the fusion is (the sidecar's
+``output_dtype``). The network runs in float32 as in eager scoring on a CPU; onnxruntime's
+convolutions sum in another order than PyTorch's, so the scores agree to within
+:data:`PARITY_RTOL` (relative to the larger of the score's magnitude and 1), not bit for bit.
 
 **Preprocessing stays outside the graph** (it depends on the input size, which the graph does
 not fix): pixels ``p`` (uint8) become ``2 * p / 255 - 1``; channels first; an image smaller than
@@ -29,8 +45,11 @@ S is padded to S×S with −1 (black), centred, the extra pixel of an odd differ
 right (28×28 → 2 pixels on every side of 32×32); a larger one is resized to S×S with PyTorch's
 antialiased bilinear interpolation. :func:`preprocess` does this (NumPy only for padding; the
 resize case calls :func:`fgad.io.preprocess.to_tensor`). The sidecar ``<file>.json`` records all of
-it, the tasks, the fusion and the decision threshold if the model was calibrated
-(``anomaly_score >= threshold`` means anomalous).
+it, the tasks, the scoring, the fusion and the decision threshold if the model was calibrated
+(``anomaly_score >= threshold`` means anomalous) and, for a model with held-out normal images,
+their sorted anomaly scores (``normal_percentile``): the readable companion of a score, the share
+of them that score lower (:meth:`fgad.Detector.normal_percentile`), is
+``100 * searchsorted(heldout_anomaly_scores, score, side="left") / n``, outside the graph.
 
 The graph is exported with the TorchScript-based exporter (``torch.onnx.export(...,
 dynamo=False)``: the default ``torch.export``-based one needs ``onnxscript`` and is still
@@ -51,14 +70,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.scoring import fuse_tensors, true_class_probability_sum
+from ..core.scoring import (FEATURE_COMPONENT, STANDARDISED_FUSIONS, fuse_tensors, knn_cosine_distance, l2_normalise,
+                            task_score)
 from ..errors import InputError, MissingDependencyError
 from ..io.fileio import atomic_write_bytes, atomic_write_json
 
-__all__ = ["export_onnx", "preprocess", "sidecar_path", "ExportGraph", "OPSET", "MissingDependencyError"]
+__all__ = ["export_onnx", "preprocess", "sidecar_path", "verify_onnx", "ExportGraph", "OPSET", "PARITY_RTOL",
+           "MissingDependencyError"]
 
 #: The ONNX opset of exported graphs.
 OPSET = 18
+#: onnxruntime's scores agree with :meth:`fgad.Detector.score` to this relative tolerance (of the
+#: larger of |score| and 1): float32 convolutions summed in another order (``fgad export --verify``).
+PARITY_RTOL = 1e-4
 INPUT_NAME = "images"
 
 
@@ -106,23 +130,28 @@ def _rotations(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, r1, r2, r3], dim=-4)
 
 
-def jigsaw_test_views(task: Any, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """The jigsaw task's test views with slices and zero padding only (exportable).
+def jigsaw_test_views(task: Any, x: torch.Tensor, h: int, w: int, draw: int = 0) -> torch.Tensor:
+    """The jigsaw task's test views of draw ``draw`` with slices and zero padding only (exportable).
 
-    Equal to ``task.views(x, train=False)``: tiles cut at offset ``margin // 2`` inside every
-    cell, placed at the same offset inside the permuted cells, zeros elsewhere. B×C×H×W →
-    B×k×C×H×W.
+    Equal to ``task.test_views(x, draw)``: each tile cut at its draw's offset inside its source
+    cell (draw 0: ``margin // 2``, the paper's test views; the offsets of a draw are the same for
+    every image, so they are constants here), placed at offset ``margin // 2`` inside the permuted
+    cell, zeros elsewhere. B×C×H×W → B×k×C×H×W.
     """
     rows0, cols0, th, tw = task.geometry(h, w)
     nw = task.grid[1]
-    off = task.margin // 2
-    origin = [(rows0[c // nw] + off, cols0[c % nw] + off) for c in range(task.grid[0] * nw)]
-    tiles = [x[:, :, y0 : y0 + th, x0 : x0 + tw] for y0, x0 in origin]
+    n_cells = task.grid[0] * nw
+    centre = task.margin // 2
+    offsets = task.draw_offsets_at_test(1, draw)[0].tolist()  # n_cells × (row, column)
+    tiles = []
+    for c in range(n_cells):
+        y0, x0 = rows0[c // nw] + offsets[c][0], cols0[c % nw] + offsets[c][1]
+        tiles.append(x[:, :, y0 : y0 + th, x0 : x0 + tw])
     views = []
     for perm in task.permutations:
         view = None
         for cell, source in enumerate(perm):
-            y0, x0 = origin[cell]
+            y0, x0 = rows0[cell // nw] + centre, cols0[cell % nw] + centre
             placed = F.pad(tiles[source], (x0, w - x0 - tw, y0, h - y0 - th), value=0.0)
             view = placed if view is None else view + placed
         views.append(view)
@@ -150,15 +179,25 @@ def export_views(task: Any, x: torch.Tensor, c: int, h: int, w: int) -> torch.Te
 
 
 class ExportGraph(nn.Module):
-    """Preprocessed images N×C×S×S → (anomaly score, normality, per-task normality sums)."""
+    """Preprocessed images N×C×S×S → (anomaly score, normality, each component's normality).
+
+    The model's scoring state (Dirichlet α, kNN bank, normal statistics) becomes constants of the
+    graph; every formula is :mod:`fgad.core.scoring`'s, as in :meth:`fgad.Detector.score_components`.
+    """
 
     def __init__(self, det: Any):
         super().__init__()
+        cfg = det.config
         self.net = det.net
         self.tasks = dict(det.tasks)
         self.names = list(det.tasks)
-        self.fusion = det.config.score_fusion
-        self.size = (det.input_shape[2], det.config.image_size, det.config.image_size)  # C, S, S
+        self.components = list(det.component_names)
+        self.kind = cfg.task_score
+        self.fusion = cfg.score_fusion
+        self.stats = det.normal_stats  # its values enter the graph as constants when traced
+        self.knn = int(cfg.feature_knn)
+        self.draws = int(cfg.jigsaw_test_draws) if "jigsaw" in self.tasks else 0
+        self.size = (det.input_shape[2], cfg.image_size, cfg.image_size)  # C, S, S
         self.terms = det.task_terms
         # Python ints fixed before tracing: views per task and each head's slice of the dense layer
         self.n_views = {n: t.n_views for n, t in self.tasks.items()}
@@ -166,23 +205,50 @@ class ExportGraph(nn.Module):
         self.head_sizes = {n: tuple(t.head_sizes) for n, t in self.tasks.items()}
         for n, t in self.tasks.items():  # V×n_heads true classes: constants of the graph
             self.register_buffer(f"labels_{n}", t.labels(), persistent=False)
+        for n, heads in (det.dirichlet_alpha or {}).items():
+            for h, a in enumerate(heads):
+                self.register_buffer(f"alpha_{n}_{h}", torch.from_numpy(np.asarray(a, dtype=np.float64)),
+                                     persistent=False)
+        if self.knn:
+            self.register_buffer("feature_bank", torch.from_numpy(np.asarray(det.feature_bank)), persistent=False)
+
+    def _views(self) -> list[tuple[str, int]]:
+        """The (task, draw) pairs whose views the graph builds: every task's test views (draw 0),
+        then the jigsaw's draws 1..D."""
+        return [(n, 0) for n in self.names] + [("jigsaw", d) for d in range(1, self.draws + 1)]
+
+    def _task_score(self, name: str, logits: torch.Tensor) -> torch.Tensor:
+        alphas = None
+        if self.kind == "dirichlet":
+            alphas = [getattr(self, f"alpha_{name}_{h}") for h in range(len(self.head_sizes[name]))]
+        return task_score(logits, getattr(self, f"labels_{name}"), self.head_sizes[name], self.kind, alphas)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         c, s1, s2 = self.size
+        pairs = self._views()
         flat = []
-        for n in self.names:
-            v = export_views(self.tasks[n], x, c, s1, s2)  # B×V×C×S×S
+        for n, d in pairs:
+            task = self.tasks[n]
+            v = export_views(task, x, c, s1, s2) if d == 0 else jigsaw_test_views(task, x, s1, s2, d)  # B×V×C×S×S
             flat.append(v.reshape(-1, c, s1, s2))  # (B·V)×C×S×S, image-major as in eager scoring
+        if self.knn:
+            flat.append(x)  # the untransformed images, for the feature component
         feats = self.net.backbone(torch.cat(flat, 0))
-        sums, start = {}, 0
-        for n, f in zip(self.names, flat):
+        comps: dict[str, torch.Tensor] = {}
+        start = 0
+        for (n, d), f in zip(pairs, flat):
             size = f.shape[0]
             logits = self.net.heads[n](feats[start : start + size])
             start += size
-            logits = logits.reshape(-1, self.n_views[n], self.n_outputs[n])  # B×V×outputs
-            sums[n] = true_class_probability_sum(logits, getattr(self, f"labels_{n}"), self.head_sizes[n])
-        normality = fuse_tensors(sums, self.fusion, self.terms)
-        return (-normality, normality, *sums.values())
+            value = self._task_score(n, logits.reshape(-1, self.n_views[n], self.n_outputs[n]))  # B×V×outputs
+            comps[n] = value if d == 0 else comps[n] + value
+        if self.draws:  # each jigsaw view's term averaged over the centred tiles and the draws, as eager
+            comps["jigsaw"] = comps["jigsaw"] / (self.draws + 1)
+        if self.knn:
+            queries = l2_normalise(feats[start:].float())
+            comps[FEATURE_COMPONENT] = -knn_cosine_distance(queries, self.feature_bank, self.knn)
+        normality = fuse_tensors(comps, self.fusion, self.terms, self.stats)
+        return (-normality, normality, *(comps[n] for n in self.components))
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,15 +306,58 @@ def preprocess(images: Any, spec: dict[str, Any] | str | Path) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # export
 
+FUSION_TEXT = {
+    "sum": "mean over tasks of the task scores (eq. 3)",
+    "mean": "mean over tasks of the task scores, each divided by its n_score_terms",
+    "zscore": "mean over components of (value - mean) / std over normal images (scoring.normal_stats)",
+    "rank": "mean over components of the share of reference normal images scoring no more normal",
+}
+_TASK_SCORE_TEXT = {
+    "prob": "softmax of the true transformation summed over {v} views x {h} head(s) (eq. 4)",
+    "logprob": "log softmax of the true transformation summed over {v} views x {h} head(s), float64",
+    "dirichlet": "Dirichlet log-likelihood of the softmax vectors summed over {v} views x {h} head(s), float64",
+}
+
+
+def describe_component(det: Any, name: str) -> str:
+    """One line on what the output ``normality_<name>`` holds (higher = more normal)."""
+    cfg = det.config
+    if name == FEATURE_COMPONENT:
+        return (f"minus the mean cosine distance of the image's L2-normalised backbone features to its "
+                f"{cfg.feature_knn} nearest training normals (the saved bank), higher = more normal")
+    t = det.tasks[name]
+    text = f"task {name}: " + _TASK_SCORE_TEXT[cfg.task_score].format(v=t.n_views, h=len(t.head_sizes))
+    if name == "jigsaw" and cfg.jigsaw_test_draws:
+        text += f", averaged over the centred tiles and {cfg.jigsaw_test_draws} seeded offset draws"
+    return text + ", higher = more normal"
+
+
+def _percentile_spec(det: Any) -> dict[str, Any] | None:
+    """The held-out normal images' sorted anomaly scores, to turn a score into its normal
+    percentile outside the graph; None for a model without them."""
+    stats = det.normal_stats
+    if stats is None or stats.anomaly_scores is None:
+        return None
+    return {"what": "share (0-100) of held-out normal images whose anomaly score is lower: "
+                    "100 * searchsorted(heldout_anomaly_scores, anomaly_score, side='left') / n",
+            "n": int(len(stats.anomaly_scores)), "heldout_anomaly_scores": stats.anomaly_scores.tolist()}
+
+
+def _float64_outputs(det: Any) -> bool:
+    cfg = det.config
+    return cfg.task_score != "prob" or bool(cfg.feature_knn) or cfg.score_fusion in STANDARDISED_FUSIONS
+
+
 
 def export_onnx(det: Any, path: str | Path, *, opset: int = OPSET, check: bool = True) -> dict[str, Any]:
     """Write ``det`` as an ONNX graph to ``path`` and its sidecar to ``path + ".json"``.
 
     The graph takes preprocessed images (see :func:`preprocess`) and outputs ``anomaly_score``
-    (higher = more anomalous), ``normality`` and ``normality_<task>``; the batch axis is
-    dynamic. Both files are written atomically. With ``check``, the graph is checked with
-    ``onnx.checker``. Raises :class:`MissingDependencyError` (one line: what to install) when
-    ``onnx`` is missing. Returns the sidecar dict.
+    (higher = more anomalous), ``normality`` and ``normality_<component>`` (each task, then
+    ``feature_knn`` when the model has it); the batch axis is dynamic. Both files are written
+    atomically. With ``check``, the graph is checked with ``onnx.checker``. Raises
+    :class:`MissingDependencyError` (one line: what to install) when ``onnx`` is missing.
+    Returns the sidecar dict.
     """
     if not det.is_fitted:
         raise InputError("the detector is not fitted: nothing to export")
@@ -259,7 +368,7 @@ def export_onnx(det: Any, path: str | Path, *, opset: int = OPSET, check: bool =
     s = det.config.image_size
     c = det.input_shape[2]
     example = torch.zeros(2, c, s, s)
-    outputs = ["anomaly_score", "normality", *[f"normality_{n}" for n in det.tasks]]
+    outputs = ["anomaly_score", "normality", *[f"normality_{n}" for n in det.component_names]]
     buf = io.BytesIO()
     was = {p: p.device for p in det.net.parameters()}
     device = next(iter(was.values())) if was else torch.device("cpu")
@@ -276,7 +385,7 @@ def export_onnx(det: Any, path: str | Path, *, opset: int = OPSET, check: bool =
     data = buf.getvalue()
     if check:
         onnx.checker.check_model(onnx.load_from_string(data))
-    from ..core.detector import versions
+    from ..io.provenance import versions
 
     meta = {
         "format": "fgad-onnx",
@@ -288,17 +397,21 @@ def export_onnx(det: Any, path: str | Path, *, opset: int = OPSET, check: bool =
                   "what": "preprocessed images (see preprocessing), range [-1, 1]"},
         "outputs": {
             "anomaly_score": "higher = more anomalous (= fgad.Detector.score)",
-            "normality": "the paper's s(x), eq. 3: higher = more normal (= -anomaly_score)",
-            **{f"normality_{n}": f"task {n}: softmax of the true transformation summed over "
-               f"{t.n_views} views x {len(t.head_sizes)} head(s) (eq. 4), higher = more normal"
-               for n, t in det.tasks.items()},
+            "normality": "the fused normality score: higher = more normal (= -anomaly_score; with the "
+                         "paper's scoring, s(x) of eq. 3)",
+            **{f"normality_{n}": describe_component(det, n) for n in det.component_names},
         },
+        "output_dtype": "float64" if _float64_outputs(det) else "float32",
+        "parity_rtol": PARITY_RTOL,
         "preprocessing": preprocessing_spec(det),
         "tasks": {n: {"state": t.state(), "n_views": t.n_views, "head_sizes": list(t.head_sizes),
                       "n_score_terms": t.n_score_terms} for n, t in det.tasks.items()},
-        "fusion": {"rule": det.config.score_fusion,
-                   "what": "mean over tasks of the task sums" + (
-                       " each divided by its n_score_terms" if det.config.score_fusion == "mean" else " (eq. 3)")},
+        "scoring": {"task_score": det.config.task_score, "jigsaw_test_draws": det.config.jigsaw_test_draws,
+                    "feature_knn": det.config.feature_knn,
+                    "feature_bank_size": None if det.feature_bank is None else int(det.feature_bank.shape[0]),
+                    "normal_stats": None if det.normal_stats is None else det.normal_stats.summary()},
+        "fusion": {"rule": det.config.score_fusion, "what": FUSION_TEXT[det.config.score_fusion]},
+        "normal_percentile": _percentile_spec(det),
         "decision": det.decision,
         "config": det.config.to_dict(),
         "versions": {**versions(), "onnx": onnx.__version__},
@@ -306,3 +419,28 @@ def export_onnx(det: Any, path: str | Path, *, opset: int = OPSET, check: bool =
     atomic_write_bytes(path, data)
     atomic_write_json(sidecar_path(path), meta)
     return meta
+
+
+def parity_error(got: Any, want: Any) -> float:
+    """The largest |got − want| / max(|want|, 1): the error :data:`PARITY_RTOL` bounds (relative for
+    large scores, absolute near 0, where standardised scores often lie)."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    return float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1.0), initial=0.0))
+
+
+def verify_onnx(det: Any, path: str | Path, images: Any) -> float:
+    """Score uint8 ``images`` with onnxruntime on the exported graph at ``path`` and with ``det``;
+    return the largest :func:`parity_error` over the anomaly scores and every component (needs
+    ``onnxruntime``). Raises :class:`~fgad.errors.InputError` when it exceeds :data:`PARITY_RTOL`."""
+    ort = require("onnxruntime")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = ["anomaly_score", *[f"normality_{n}" for n in det.component_names]]
+    got = sess.run(names, {INPUT_NAME: preprocess(images, sidecar_path(path))})
+    comps = det.score_components(images)
+    want = [-det.fuse_components(comps), *comps.values()]
+    errors = {n: parity_error(g, w) for n, g, w in zip(names, got, want)}
+    worst = max(errors, key=errors.get)
+    if errors[worst] > PARITY_RTOL:
+        raise InputError(f"{path}: onnxruntime's {worst} differs from PyTorch's (error {errors[worst]:.2e} > "
+                         f"{PARITY_RTOL:g})")
+    return errors[worst]

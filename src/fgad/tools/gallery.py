@@ -11,15 +11,18 @@ no network): it can be mailed or archived as one file. It shows
 - the decision at the model's calibrated threshold (``det.decision``, see
   :mod:`fgad.tools.decision`: anomalous when the anomaly score >= threshold), with counts;
   without one, a line saying how to calibrate;
-- the ``top`` most and ``bottom`` least anomalous images as thumbnails with their score, rank
+- the ``top`` most and ``bottom`` least anomalous images as thumbnails with their score, its
+  normal percentile (the share of held-out normal images that score lower,
+  :meth:`fgad.Detector.normal_percentile`; models with held-out normal images only), rank
   ("#1 of 2,000 most anomalous") and id; flagged images are marked;
-- for each of them, the figure and breakdown of ``fgad explain`` (per-task breakdown, jigsaw
-  tile heat map), from :mod:`fgad.tools.explain`'s public functions.
+- for each of them, the figure and breakdown of ``fgad explain`` (the score's components, the
+  per-task breakdown, the jigsaw tile heat map), from :mod:`fgad.tools.explain`'s public functions.
 
 Only the shown images are encoded and explained, so the page costs the same for 50 or 50,000
 images. Every id and text is HTML-escaped. Machine-readable attributes on each card:
 ``data-id``, ``data-score`` (the anomaly score, full precision), ``data-rank`` (1 = most
-anomalous), ``data-flagged`` (``1``/``0``, only with a decision).
+anomalous), ``data-percentile`` (the normal percentile, 0–100, only when the model has one),
+``data-flagged`` (``1``/``0``, only with a decision).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..io.fileio import atomic_write_text
 from ..io.preprocess import as_image_array
+from .explain import PERCENTILE_RULE
 
 __all__ = ["GALLERY_MARKER", "build_gallery", "check_gallery_target", "is_gallery", "write_gallery"]
 
@@ -164,16 +168,22 @@ def _decision_html(decision: dict[str, Any] | None, flagged: np.ndarray | None, 
 
 
 def _card(img: np.ndarray, ident: str, score: float, rank: int, n: int, side: str, shown_rank: int,
-          flagged: bool | None) -> str:
-    """One thumbnail: image, readable rank, score, id; links to its explanation."""
+          flagged: bool | None, percentile: float | None = None) -> str:
+    """One thumbnail: image, readable rank, score and its normal percentile, id; links to its explanation."""
     e = html.escape
     cls = "card flagged" if flagged else "card"
     flag_attr = "" if flagged is None else f' data-flagged="{int(flagged)}"'
+    pct_attr, pct_line = "", ""
+    if percentile is not None:
+        pct_attr = f' data-percentile="{percentile!r}"'
+        pct_line = (f'<br><span title="normal percentile: {e(PERCENTILE_RULE)}">above '
+                    f'<b>{percentile:.1f}%</b> of normals</span>')
     badge = "" if not flagged else ' <span class="badge">anomalous</span>'
-    return (f'<figure class="{cls}" data-id="{e(ident)}" data-score="{score!r}" data-rank="{rank}"{flag_attr}>'
-            f'<a href="#why-{rank}"><img src="{_png_data_uri(_thumbnail_png(img))}" alt="{e(ident)}"></a>'
+    return (f'<figure class="{cls}" data-id="{e(ident)}" data-score="{score!r}" data-rank="{rank}"{pct_attr}'
+            f'{flag_attr}><a href="#why-{rank}"><img src="{_png_data_uri(_thumbnail_png(img))}" alt="{e(ident)}"></a>'
             f'<figcaption><b>#{shown_rank:,}</b> of {n:,} {side} anomalous{badge}<br>'
-            f'score <b>{score:.4f}</b><span class="id" title="{e(ident)}">{e(ident)}</span></figcaption></figure>')
+            f'score <b>{score:.4f}</b>{pct_line}<span class="id" title="{e(ident)}">{e(ident)}</span></figcaption>'
+            '</figure>')
 
 
 def _cells_html(heat: dict[str, Any] | None) -> str:
@@ -190,17 +200,18 @@ def _cells_html(heat: dict[str, Any] | None) -> str:
 
 
 def _explanation_html(det, img: np.ndarray, ident: str, score: float, rank: int, n: int,
-                      flagged: bool | None, fusion: str, fill: str) -> str:
+                      flagged: bool | None, fusion: str, fill: str, percentile: float | None = None) -> str:
     """The ``fgad explain`` figure and breakdown of one image, from fgad.tools.explain."""
     from .explain import explain_image, format_breakdown, render_explanation
 
     e = html.escape
-    expl = explain_image(det, img, fill=fill, fusion=fusion)
+    expl = explain_image(det, img, fill=fill, fusion=fusion)  # its components, as the detector scores
     png = render_explanation(img, expl, title=f"{ident}: anomaly score {score:.3f} (higher = more anomalous)")
     verdict = {None: "", True: " &mdash; <span class=\"badge\">anomalous</span>",
                False: " &mdash; <span class=\"badge ok\">normal</span>"}[flagged]
+    pct = "" if percentile is None else f" (normal percentile {percentile:.1f})"
     return (f'<details open id="why-{rank}"><summary>#{rank:,} of {n:,} most anomalous: '
-            f'<code>{e(ident)}</code>, score {score:.4f}{verdict}</summary>'
+            f'<code>{e(ident)}</code>, score {score:.4f}{pct}{verdict}</summary>'
             f'<img src="{_png_data_uri(png)}" alt="explanation of {e(ident)}">'
             f'{_cells_html(expl["heatmap"])}<pre>{e(format_breakdown(expl))}</pre></details>')
 
@@ -215,15 +226,18 @@ def build_gallery(det, images: Any, ids: Sequence[str], scores: Any = None, *, t
         det: a fitted :class:`~fgad.Detector`.
         images: the scored images (uint8 N×H×W or N×H×W×C, the model's size and channels).
         ids: one id (file name, index...) per image, shown escaped.
-        scores: anomaly scores, higher = more anomalous, one per image; ``None``: ``det.score``.
-            Pass scores computed with ``fusion`` (by default the decision's, else the model's).
+        scores: anomaly scores, higher = more anomalous, one per image; ``None``: ``det.score``
+            (the detector's own components and fusion). Pass scores computed with ``fusion`` (by
+            default the decision's, else the model's).
         top, bottom: how many of the most / least anomalous images to show and explain.
-        fusion: task fusion of the scores and breakdowns (default: the decision's, else the model's).
+        fusion: fusion of the scores and breakdowns (default: the decision's, else the model's;
+            the normal percentile is shown only with the model's own fusion).
         fill: how the heat map hides a jigsaw tile (``"mean"`` or ``"zero"``, as ``fgad explain``).
         explain: add the ``fgad explain`` figure of every shown image.
 
     Returns ``(page, summary)``, summary: ``n``, ``top`` / ``bottom`` (the ids shown), ``fusion``,
-    ``threshold`` and ``n_anomalous`` (``None`` without a decision).
+    ``threshold`` and ``n_anomalous`` (``None`` without a decision), ``normal_percentile`` (per
+    image, 0–100, or ``None`` for a model without held-out normal images).
     """
     x = as_image_array(images, "images for the gallery")
     ids = [str(i) for i in ids]
@@ -240,6 +254,8 @@ def build_gallery(det, images: Any, ids: Sequence[str], scores: Any = None, *, t
     for name, value in (("top", top), ("bottom", bottom)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise InputError(f"gallery: {name} must be a whole number >= 0, got {value!r}")
+    # Held-out normals' scores were fused with the model's fusion: no percentile for another one.
+    pct = det.normal_percentile(s) if fusion == det.config.score_fusion else None
     flagged = None
     if decision is not None:
         from .decision import decide
@@ -256,42 +272,51 @@ def build_gallery(det, images: Any, ids: Sequence[str], scores: Any = None, *, t
     def flag(i: int) -> bool | None:
         return None if flagged is None else bool(flagged[i])
 
+    def percentile(i: int) -> float | None:
+        return None if pct is None else float(pct[i])
+
     e = html.escape
     title = title or "fgad gallery"
-    fusion_note = f"task fusion {fusion}"
+    fusion_note = f"fusion {fusion}"
+    pct_note = ("" if pct is None else f" Beside each score, its normal percentile: the {PERCENTILE_RULE} "
+                "(held out of training).")
     out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', GALLERY_MARKER,
            '<meta name="viewport" content="width=device-width,initial-scale=1">',
            f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
            f"<h1>{e(title)}</h1>",
            (f'<p class="muted">{n:,} image(s) scored. Anomaly score: higher = more anomalous ({e(fusion_note)}). '
-            f"Scores from {s.min():.4f} to {s.max():.4f}, median {np.median(s):.4f}.</p>"),
+            f"Scores from {s.min():.4f} to {s.max():.4f}, median {np.median(s):.4f}.{e(pct_note)}</p>"),
            _decision_html(decision, flagged, n),
            "<h2>All scores</h2>", _histogram_svg(s, None if decision is None else float(decision["threshold"]))]
     if flagged is not None and int(flagged.sum()) > n_top:
         out.append(f'<p class="muted">{int(flagged.sum()):,} images are flagged; the {n_top:,} most anomalous '
                    "are shown. <code>fgad score MODEL IMAGES --decide</code> lists them all.</p>")
     out.append(f'<h2 id="most">Most anomalous ({n_top:,} of {n:,})</h2><div class="grid">')
-    out += [_card(x[i], ids[i], float(s[i]), int(rank[i]), n, "most", int(rank[i]), flag(i)) for i in top_idx]
+    out += [_card(x[i], ids[i], float(s[i]), int(rank[i]), n, "most", int(rank[i]), flag(i), percentile(i))
+            for i in top_idx]
     out.append("</div>")
     if n_bottom:
         out.append(f'<h2 id="least">Least anomalous ({n_bottom:,} of {n:,})</h2><div class="grid">')
-        out += [_card(x[i], ids[i], float(s[i]), int(rank[i]), n, "least", k + 1, flag(i))
+        out += [_card(x[i], ids[i], float(s[i]), int(rank[i]), n, "least", k + 1, flag(i), percentile(i))
                 for k, i in enumerate(bottom_idx)]
         out.append("</div>")
     if explain and (n_top or n_bottom):
         from tqdm.auto import tqdm
 
-        out.append('<h2 id="why">Why: per-task breakdown and jigsaw heat map</h2>'
-                   '<p class="muted">The figures of <code>fgad explain</code>. Bars: how well the network '
-                   "recognised each transformation (mean probability of the true class; low = unfamiliar). "
-                   "Heat map: red tiles look anomalous.</p>")
+        out.append('<h2 id="why">Why: the score\'s components, per-task breakdown and jigsaw heat map</h2>'
+                   '<p class="muted">The figures of <code>fgad explain</code>. Table: each component of the '
+                   "score, raw and as fused. Bars: how well the network recognised each transformation "
+                   "(mean probability of the true class; low = unfamiliar). Heat map: red tiles look "
+                   "anomalous.</p>")
         shown = list(top_idx) + list(bottom_idx)
         for i in tqdm(shown, disable=not progress, desc="explain", unit="image"):
-            out.append(_explanation_html(det, x[i], ids[i], float(s[i]), int(rank[i]), n, flag(i), fusion, fill))
+            out.append(_explanation_html(det, x[i], ids[i], float(s[i]), int(rank[i]), n, flag(i), fusion, fill,
+                                         percentile(i)))
     out.append('<p class="muted">Written by fgad gallery.</p></body></html>\n')
     summary = {"n": n, "top": [ids[i] for i in top_idx], "bottom": [ids[i] for i in bottom_idx], "fusion": fusion,
                "threshold": None if decision is None else float(decision["threshold"]),
-               "n_anomalous": None if flagged is None else int(flagged.sum())}
+               "n_anomalous": None if flagged is None else int(flagged.sum()),
+               "normal_percentile": None if pct is None else pct.tolist()}
     return "\n".join(out), summary
 
 
