@@ -235,6 +235,7 @@ def _labelled_scores(draw):
     return labels, [float(v) for v in scores]
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(_labelled_scores())
 def test_auroc_matches_sklearn_and_pairwise_count(data):
@@ -246,6 +247,7 @@ def test_auroc_matches_sklearn_and_pairwise_count(data):
     assert metrics.auroc([1 - v for v in labels], [-v for v in scores]) == pytest.approx(got, abs=1e-12)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(_labelled_scores())
 def test_aupr_matches_sklearn(data):
@@ -258,6 +260,7 @@ def test_aupr_matches_sklearn(data):
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(_labelled_scores(), st.sampled_from([0.0, 0.05, 0.1, 0.25, 0.5, 1.0]))
 def test_operating_points_match_brute_force(data, target):
@@ -268,6 +271,7 @@ def test_operating_points_match_brute_force(data, target):
     assert metrics.threshold_at_bpcer(labels, scores, bpcer=target) == threshold
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(_labelled_scores())
 def test_eer_lies_on_the_roc_where_fpr_equals_fnr(data):

@@ -50,6 +50,7 @@ def test_list_prints_datasets_methods_presets(capsys):
     assert "the paper's configuration" in presets and "steps=4" in presets
 
 
+@pytest.mark.slow
 def test_benchmark_runs_and_reports(bench):
     out, (rc, stdout, stderr), _ = bench
     assert rc == 0, stderr
@@ -73,6 +74,7 @@ def test_benchmark_runs_and_reports(bench):
     assert f"report written to {out / 'report'}" in stderr
 
 
+@pytest.mark.slow
 def test_second_identical_call_skips_everything(bench):
     out, (_, _, _), (rc, stdout, stderr) = bench
     assert rc == 0, stderr
@@ -95,6 +97,7 @@ def test_shards_through_the_cli(npz_path, tmp_path):
     assert len(read_records(out)) == 6
 
 
+@pytest.mark.slow
 def test_report_command(bench, tmp_path):
     out, *_ = bench
     rc, stdout, stderr = call(["report", str(out), "--out", str(tmp_path / "rep"), "--max-roc-classes", "0"])
@@ -153,6 +156,7 @@ def test_benchmark_exit_status_1_when_a_job_fails(npz_path, tmp_path):
     assert stdout == ""
 
 
+@pytest.mark.slow
 def test_method_options_reach_only_their_method(npz_path, tmp_path):
     out = tmp_path / "runs"
     rc, _, stderr = call(["benchmark", "--dataset", "npz", "--data-root", str(npz_path), "--method", "ours,mhrot",
@@ -166,6 +170,7 @@ def test_method_options_reach_only_their_method(npz_path, tmp_path):
     assert by_method["ours"]["config"]["steps"] == 3 and by_method["mhrot"]["config"]["steps"] == 2
 
 
+@pytest.mark.slow
 def test_piad_options_by_method_prefix(npz_path, tmp_path):
     out = tmp_path / "runs"
     rc, _, stderr = call(["benchmark", "--dataset", "npz", "--data-root", str(npz_path), "--method", "piad",

@@ -77,6 +77,7 @@ def three_methods(tmp_path_factory, ref):
     return out, plan, result, log
 
 
+@pytest.mark.slow
 def test_run_plan_writes_one_record_per_job(three_methods):
     out, plan, result, log = three_methods
     assert result == (3, 0)
@@ -91,6 +92,7 @@ def test_run_plan_writes_one_record_per_job(three_methods):
     assert not [p for p in (out / "checkpoints").rglob("*") if p.is_file()]  # finished jobs leave no checkpoints
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["mean-distance", "ours", "mhrot"])
 def test_record_contents(three_methods, ref, method):
     out, plan, _, _ = three_methods
@@ -131,6 +133,7 @@ def test_record_contents(three_methods, ref, method):
         assert rec["task_metrics"][t]["auroc"] == pytest.approx(auroc(rec["labels"], -np.array(rec["task_scores"][t])))
 
 
+@pytest.mark.slow
 def test_rerun_finds_nothing_pending(three_methods, ref):
     out, *_ = three_methods
     plan = plan_jobs([ref], ["mean-distance", "ours", "mhrot"], "1", "0", "tiny", out)
@@ -276,6 +279,7 @@ def test_pool_of_two_workers_matches_serial(tmp_path, ref):
         assert a[k]["metrics"] == b[k]["metrics"] and a[k]["scores"] == b[k]["scores"]
 
 
+@pytest.mark.slow
 def test_record_made_with_other_overrides_is_redone(tmp_path, ref):
     out = tmp_path / "out"
     first = plan_jobs([ref], ["ours", "mean-distance"], "0", "0", "tiny", out, overrides=FAST)

@@ -195,6 +195,7 @@ def test_benchmark_refuses_a_user_folder(data, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_benchmark_resumes_its_own_folder_and_report_refuses_a_user_folder(data, tmp_path, capsys):
     out = tmp_path / "runs"
     argv = ["benchmark", "--dataset", "npz", "--data-root", str(data), "--method", "mean-distance",
@@ -222,6 +223,7 @@ def test_diagnose_refuses_a_user_folder(data, tmp_path, capsys, overwrite):
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_diagnose_replaces_its_own_output_only_with_overwrite(data, tmp_path, capsys):
     out = tmp_path / "diag"
     assert main(["diagnose", str(data), *DIAG, "--out", str(out)]) == 0
@@ -246,6 +248,7 @@ def test_explain_refuses_a_user_file(model, data, tmp_path, capsys, overwrite):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_explain_replaces_its_own_output_only_with_overwrite(model, data, tmp_path, capsys):
     npz = tmp_path / "imgs.npz"
     np.savez(npz, x_test=np.load(data)["x_test"])
@@ -262,6 +265,7 @@ def test_explain_replaces_its_own_output_only_with_overwrite(model, data, tmp_pa
 
 
 # ------------------------------------------------------------------------------ export
+@pytest.mark.slow
 def test_export_refuses_a_user_file_and_replaces_its_own_only_with_overwrite(model, tmp_path, capsys):
     pytest.importorskip("onnx")
     mine = tmp_path / "model.onnx"

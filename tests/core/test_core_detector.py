@@ -29,6 +29,7 @@ def test_fit_and_score_shapes(grey_detector, grey_images):
     assert grey_detector.input_shape == (28, 28, 1)
 
 
+@pytest.mark.slow
 def test_scores_do_not_depend_on_batching(grey_detector, grey_images, monkeypatch):
     full = grey_detector.score(grey_images)
     monkeypatch.setattr(grey_detector.config, "score_batch_size", 3)
@@ -36,6 +37,7 @@ def test_scores_do_not_depend_on_batching(grey_detector, grey_images, monkeypatc
     np.testing.assert_allclose(grey_detector.score(grey_images[5:6]), full[5:6], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_save_load_roundtrip_is_bit_identical(grey_detector, grey_images, tmp_path):
     path = grey_detector.save(tmp_path / "model")
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "training_log.json"]
@@ -136,6 +138,7 @@ def test_missing_files_are_refused(saved, tmp_path):
         Detector.load(saved)
 
 
+@pytest.mark.slow
 def test_grey_model_refuses_colour_images_and_reverse(grey_detector, colour_detector, grey_images, colour_images):
     with pytest.raises(InputError, match=r"grey images \(1 channel.*colour images \(3 channel"):
         grey_detector.score(colour_images)
@@ -217,6 +220,7 @@ def test_unknown_task_is_a_config_error(grey_images):
         Detector(**TINY, tasks=("geometric", "nope")).fit(grey_images[:2], progress=False)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_scores_and_other_seed_differs(grey_images):
     a = Detector(**TINY, steps=2).fit(grey_images[:8], progress=False).score(grey_images[:4])
     b = Detector(**TINY, steps=2).fit(grey_images[:8], progress=False).score(grey_images[:4])
@@ -225,6 +229,7 @@ def test_same_seed_gives_identical_scores_and_other_seed_differs(grey_images):
     assert not np.array_equal(a, c)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tasks", [("geometric",), ("jigsaw",)])
 def test_single_task_detectors(tasks, grey_images, tmp_path):
     det = Detector(**TINY, tasks=tasks, steps=2).fit(grey_images[:6], progress=False)

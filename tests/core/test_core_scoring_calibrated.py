@@ -215,6 +215,7 @@ def dirichlet_rank(grey_images):
                          feature_bank_max=6).fit(grey_images, progress=False)
 
 
+@pytest.mark.slow
 def test_logprob_components_by_hand(logprob_zscore, grey_images, make_images):
     det, x = logprob_zscore, make_images(5, seed=9)
     comps = det.score_components(x)
@@ -353,6 +354,7 @@ def test_normal_statistics_reload_bit_identically(which, request, tmp_path, make
     assert (pct is None and again.normal_percentile(s) is None) or np.array_equal(again.normal_percentile(s), pct)
 
 
+@pytest.mark.slow
 def test_a_broken_scoring_state_is_a_model_file_error(logprob_zscore, tmp_path):
     logprob_zscore.save(tmp_path / "m")
     (tmp_path / "m" / "scoring.safetensors").unlink()
@@ -360,6 +362,7 @@ def test_a_broken_scoring_state_is_a_model_file_error(logprob_zscore, tmp_path):
         fgad.Detector.load(tmp_path / "m")
 
 
+@pytest.mark.slow
 def test_fusions_a_model_cannot_do_are_input_errors(logprob_zscore, grey_detector, grey_images):
     with pytest.raises(InputError, match="cannot add the feature-space component"):
         logprob_zscore.score(grey_images[:2], fusion="sum")
@@ -412,6 +415,7 @@ def test_ours_is_fixed_to_the_papers_score():
             create_method("ours", "tiny", 0, **{option: PAPER_SCORING[option]})
 
 
+@pytest.mark.slow
 def test_score_csv_has_the_normal_percentile_when_the_model_has_one(logprob_zscore, grey_detector, grey_images,
                                                                     tmp_path, capsys):
     np.savez(tmp_path / "x.npz", x_train=grey_images[:4])

@@ -301,6 +301,7 @@ def test_models_saved_before_the_rule_keep_stretching(tmp_path):
     np.testing.assert_array_equal(old.score(x, conform=True), old.score(ref))
 
 
+@pytest.mark.slow
 def test_sklearn_wrapper_scores_a_mixed_folder_as_fgad_score(mixed, tmp_path, capsys):
     folder, files = mixed
     photos = [read_image(p) for p in list_images(folder)]  # native sizes and modes, as decoded

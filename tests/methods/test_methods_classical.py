@@ -19,6 +19,7 @@ def pixels():
     return train, np.concatenate([train[:10], test])
 
 
+@pytest.mark.slow
 def test_ocsvm_numpy_equals_sklearn(pixels, tmp_path):
     train, test = pixels
     det = OCSVM("quick", 0).fit(train)
@@ -32,6 +33,7 @@ def test_ocsvm_numpy_equals_sklearn(pixels, tmp_path):
     assert OCSVM("quick", 0, gamma=0.5).config.gamma == "0.5"
 
 
+@pytest.mark.slow
 def test_iforest_numpy_equals_sklearn(pixels, tmp_path):
     train, test = pixels
     det = IForest("quick", 7).fit(train)
@@ -47,6 +49,7 @@ def test_iforest_numpy_equals_sklearn(pixels, tmp_path):
     np.testing.assert_allclose(sub.score(test), -sub.sklearn_model.score_samples(feats), rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_backbone_features(tmp_path, image_sets):
     x = image_sets["grey"]
     backbone = fgad.Detector(preset="tiny", device="cpu", tasks=("rotation",), steps=1).fit(x, progress=False)

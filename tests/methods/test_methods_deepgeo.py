@@ -48,6 +48,7 @@ def test_apply_geom72_matches_the_task_views():
     np.testing.assert_array_equal(apply_geom72(x, t).numpy(), views[torch.arange(5), t].numpy())
 
 
+@pytest.mark.slow
 def test_training_length_and_scoring_options(image_sets):
     det = DeepGEO("paper", 0)
     assert det.total_steps(6000) == int(np.ceil(3 * 72 * 6000 / 128))

@@ -51,6 +51,7 @@ def test_triplet_centre_loss_matches_numpy():
     assert triplet_centre_loss(z, 0.7).item() == pytest.approx(np.mean(terms), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_score_equals_the_reference_from_features_and_centres(image_sets):
     x = image_sets["colour"][:3]
     det = GOAD("tiny", 0).fit(x, QUIET)
@@ -61,6 +62,7 @@ def test_score_equals_the_reference_from_features_and_centres(image_sets):
     np.testing.assert_allclose(terms.sum(1), reference_scores(z, det.centres.numpy()), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_epoch_centres_are_the_training_mode_features_of_the_pass():
     # One step over all images = one epoch: the centres are that pass's training-mode features.
     x = np.random.default_rng(4).integers(0, 256, (3, 28, 28), dtype=np.uint8)
@@ -73,6 +75,7 @@ def test_epoch_centres_are_the_training_mode_features_of_the_pass():
     np.testing.assert_allclose(det.centres.numpy(), z.numpy(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_refit_centres_are_the_mean_evaluation_features(image_sets):
     x = image_sets["grey"]
     det = GOAD("tiny", 0, centres="refit", ce_logits="centres", feature_dim=16).fit(x, QUIET)
@@ -80,6 +83,7 @@ def test_refit_centres_are_the_mean_evaluation_features(image_sets):
     np.testing.assert_allclose(det.centres.numpy(), det.features(x).astype(np.float64).mean(0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_is_bit_identical(image_sets, tmp_path):
     x = image_sets["grey"]
     det = GOAD("tiny", 0, feature_dim=8).fit(x, QUIET)
@@ -90,6 +94,7 @@ def test_save_load_round_trip_is_bit_identical(image_sets, tmp_path):
     np.testing.assert_array_equal(again.score(x), det.score(x))
 
 
+@pytest.mark.slow
 def test_seeds_are_reproducible(image_sets):
     x = image_sets["colour"]
     a = GOAD("tiny", 3).fit(x, QUIET).score(x)

@@ -38,6 +38,7 @@ def test_missing_weights_is_one_line_config_error():
         PIAD("tiny", 0, vgg_weights="/nonexistent/vgg19.safetensors").fit(np.zeros((2, 32, 32), np.uint8))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_end_to_end_with_weights_file(suffix, vgg_state, image_sets, tmp_path, monkeypatch):
     path = tmp_path / f"vgg19{suffix}"

@@ -9,6 +9,7 @@ from fgad.data import one_vs_all
 from fgad.methods import METHODS, FitContext, create_method, get_method, list_methods
 
 EXTRA = {"piad": {"allow_random_vgg": True}}  # no ImageNet weights in tests
+SLOW = {"ours", "mhrot", "deepgeo", "goad", "piad", "calibrated"}  # over a second each on one CPU thread
 
 
 def test_registry_lists_every_baseline():
@@ -20,7 +21,7 @@ def test_registry_lists_every_baseline():
 
 
 @pytest.mark.parametrize("kind", ["grey", "colour"])
-@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in list_methods()])
 def test_fit_score_save_load(name, kind, image_sets, make_dataset, tmp_path):
     det = create_method(name, "tiny", 0, **EXTRA.get(name, {}))
     if det.semi_supervised:

@@ -36,6 +36,7 @@ def wrn10_1_flops(channels: int, side: int) -> int:
             + conv(32, 64, 3, s3) + conv(64, 64, 3, s3) + conv(32, 64, 1, s3))
 
 
+@pytest.mark.slow
 def test_throughput_script_measures_and_writes_json(throughput, tmp_path, capsys):
     out = tmp_path / "tp.json"
     rc = throughput.main(["--preset", "tiny", "--image-size", "16", "--channels", "1", "--device", "cpu",

@@ -17,6 +17,8 @@ from safetensors.numpy import load_file
 FGAD = [sys.executable, "-m", "fgad.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+
 
 def _write_npz(path: Path, n_per_class: int = 12, side: int = 16, classes: int = 3) -> Path:
     rng = np.random.default_rng(0)
@@ -26,21 +28,32 @@ def _write_npz(path: Path, n_per_class: int = 12, side: int = 16, classes: int =
     return path
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+def _kill_when(predicate, proc: subprocess.Popen, timeout: float = 600.0) -> None:
+    """SIGKILL ``proc`` as soon as ``predicate()`` holds (a file or state condition), however fast it runs.
+
+    Each check runs with the process stopped (SIGSTOP), so it cannot move on between a true check and
+    the kill; no timing window to hit. The timeout is only there to fail instead of hanging.
+    """
     t0 = time.monotonic()
-    while not predicate():
+    while True:
         if proc.poll() is not None:
             out, err = proc.communicate()
             pytest.fail(f"process ended before it could be killed (rc {proc.returncode}): {err[-2000:]}")
+        proc.send_signal(signal.SIGSTOP)
+        if predicate():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return
+        proc.send_signal(signal.SIGCONT)
         if time.monotonic() - t0 > timeout:
             proc.kill()
-            pytest.fail("timed out waiting for the process to make progress")
-        time.sleep(0.05)
+            pytest.fail(f"the process made no progress in {timeout:.0f} s")
+        time.sleep(0.02)
 
 
 def _train_cmd(data: Path, out: Path) -> list[str]:
     return [*FGAD, "train", str(data), "--out", str(out), "--preset", "tiny", "--quiet",
-            "--set", "steps=60", "--set", "checkpoint_every=5", "--set", "image_size=16"]
+            "--device", "cpu", "--set", "steps=60", "--set", "checkpoint_every=5", "--set", "image_size=16"]
 
 
 def test_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
@@ -58,9 +71,7 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
             return False
 
     proc = subprocess.Popen(_train_cmd(data, model), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(mid_run, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_when(mid_run, proc)
     assert proc.returncode == -signal.SIGKILL
     assert not model.exists(), "a killed run must not leave a model folder"
     killed_at = json.loads(state.read_text())["next_step"]
@@ -87,9 +98,7 @@ def test_sweep_killed_with_sigkill_redoes_only_unfinished_jobs(tmp_path):
         return len(list(records.rglob("*.json"))) >= 1 if records.exists() else False
 
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(some_done, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_when(some_done, proc)
     done_before = sorted(records.rglob("*.json"))
     assert 1 <= len(done_before) < 4
     for p in done_before:  # every record there is whole: written atomically

@@ -37,6 +37,7 @@ def test_disk_full_keeps_the_previous_version(tmp_path, monkeypatch):
     assert target.read_text().strip().replace(" ", "").replace("\n", "") == '{"v":1}'
 
 
+@pytest.mark.slow
 def test_disk_full_while_saving_a_model_leaves_no_folder(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     det = Detector(preset="tiny", steps=1, image_size=16)

@@ -40,6 +40,7 @@ def image_like(draw):
     return draw(arrays(dtype, shape, elements=elements))
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=image_like())
 def test_score_works_or_raises_input_error(grey_detector, x):
