@@ -301,9 +301,12 @@ def table(r: dict[str, Any]) -> str:
     ]
     probe = r.get("cpu_bf16_probe")
     if probe:
-        rows.append(("bf16 autocast on this CPU", f"forward of {probe['views']} views: fp32 {probe['fp32_s'] * 1e3:.0f} ms, "
-                                                 f"bf16 {probe['bf16_s'] * 1e3:.0f} ms ({probe['bf16_s'] / probe['fp32_s']:.1f}× "
-                                                 "the fp32 time)"))
+        rows.append((
+            "bf16 autocast on this CPU",
+            f"forward of {probe['views']} views: fp32 {probe['fp32_s'] * 1e3:.0f} ms, "
+            f"bf16 {probe['bf16_s'] * 1e3:.0f} ms ({probe['bf16_s'] / probe['fp32_s']:.1f}× "
+            "the fp32 time)",
+        ))
     width = max(len(k) for k, _ in rows)
     lines = [head]
     if load:
@@ -327,8 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-images", type=int, help="test images scored (default: 4 scoring batches)")
     p.add_argument("--tasks", default="geometric,jigsaw")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="(default: the preset's)")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast, CUDA only (default: the preset's)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the network (default: the preset's)")
+    p.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction, help="bf16 autocast, CUDA only (default: the preset's)"
+    )
+    p.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, help="torch.compile the network (default: the preset's)"
+    )
     p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     p.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps (default 3)")

@@ -26,7 +26,9 @@ RECORD_KEYS = {"fgad_record", "job", "config", "versions", "git_revision", "timi
 
 def run(ref, methods, classes, seeds, out, overrides=None, shard_spec=None, workers=1, log=None):
     plan = plan_jobs([ref], methods, classes, seeds, "tiny", out, shard_spec)
-    result = run_plan(plan, out, overrides or {}, workers=workers, progress=False, log=LogSink() if log is None else log)
+    result = run_plan(
+        plan, out, overrides or {}, workers=workers, progress=False, log=LogSink() if log is None else log
+    )
     return plan, result
 
 

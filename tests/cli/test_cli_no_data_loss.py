@@ -16,8 +16,7 @@ import torch
 
 from fgad import Detector
 from fgad.cli import main
-from fgad.io.fileio import (CHECKPOINT_MARKER, OutputError, atomic_directory, checkpoint_folder,
-                            remove_checkpoints)
+from fgad.io.fileio import CHECKPOINT_MARKER, OutputError, atomic_directory, checkpoint_folder, remove_checkpoints
 
 torch.set_num_threads(1)
 FAST = ["--preset", "tiny", "--quiet", "--set", "steps=2", "--set", "image_size=16", "--device", "cpu"]

@@ -15,8 +15,16 @@ import pytest
 import torch
 
 from fgad.errors import ConfigError, InputError
-from fgad.tasks import (Geom72Task, GeometricTask, JigsawTask, RotationTask, TranslationTask, build_task,
-                        choose_permutations, list_tasks)
+from fgad.tasks import (
+    Geom72Task,
+    GeometricTask,
+    JigsawTask,
+    RotationTask,
+    TranslationTask,
+    build_task,
+    choose_permutations,
+    list_tasks,
+)
 
 
 # ------------------------------------------------------------------------------ references

@@ -95,7 +95,10 @@ def test_cub_missing_files_named(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("cub200", tmp_path)
     msg = str(err.value)
-    for f in ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt", "CUB_200_2011.tgz", "lists/train.txt"):
+    for f in (
+        "images.txt", "image_class_labels.txt", "train_test_split.txt",
+        "classes.txt", "CUB_200_2011.tgz", "lists/train.txt",
+    ):
         assert f in msg
     assert "--download" in msg
 

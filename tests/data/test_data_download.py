@@ -13,7 +13,7 @@ import pytest
 
 from fgad.data import download, mnist
 from fgad.data.download import DownloadError, RemoteFile, UnsafeArchiveError, safe_extract, verify_checksum
-from fgad.errors import InputError
+from fgad.errors import InputError, OutputError
 
 
 def md5(data: bytes) -> str:
@@ -128,6 +128,17 @@ def test_safe_extract_tar(tmp_path):
     assert safe_extract(arch, dest) == [dest / "data"]
     assert (dest / "data" / "sub" / "b.bin").read_bytes() == b"B"
     assert sorted(os.listdir(dest)) == ["data"]
+
+
+def test_safe_extract_never_replaces_an_existing_folder(tmp_path):
+    arch = _tar(tmp_path / "ok.tar.gz", [("data/a.bin", "file", b"A")])
+    dest = tmp_path / "out"
+    (dest / "data").mkdir(parents=True)
+    (dest / "data" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="already exists"):
+        safe_extract(arch, dest)
+    assert (dest / "data" / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(dest)) == ["data"]  # no temporary folder left behind
 
 
 @pytest.mark.parametrize(

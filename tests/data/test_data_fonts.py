@@ -4,8 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from fgad.data import load_dataset, one_vs_all
-from fgad.data import fonts
+from fgad.data import fonts, load_dataset, one_vs_all
 from fgad.errors import ConfigError, DatasetNotFoundError, InputError
 
 
@@ -79,7 +78,7 @@ def test_fallback_coverage_agrees_with_cmap(mpl_font_dir):
     for name in ("DejaVuSans.ttf", "cmr10.ttf"):
         face = fonts.Face(mpl_font_dir / name, 0, name, 32)
         by_render, _ = face.covers(chars, None)
-        by_cmap, _ = face.covers(chars, fonts._cmap(mpl_font_dir / name, 0))
+        by_cmap, _ = face.covers(chars, fonts.face_cmap(mpl_font_dir / name, 0))
         assert by_render == by_cmap
         assert all(by_render[:62]) and not any(by_render[62:64])
 

@@ -40,7 +40,10 @@ def test_missing_files_named(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("mnist", tmp_path)
     msg = str(err.value)
-    for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    for f in (
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+    ):
         assert f in msg
     assert f"in {tmp_path} " in msg and "--download" in msg and "\n" not in msg
 

@@ -29,7 +29,9 @@ def _ds(**kw):
 def test_list_datasets():
     names = list_datasets()
     assert names == sorted(names)
-    assert set(names) == {"mnist", "fashion-mnist", "cifar10", "cifar100", "cub200", "fonts", "antispoof", "folder", "npz"}
+    assert set(names) == {
+        "mnist", "fashion-mnist", "cifar10", "cifar100", "cub200", "fonts", "antispoof", "folder", "npz"
+    }
 
 
 def test_unknown_dataset_lists_known():

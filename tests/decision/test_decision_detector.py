@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fgad import Detector
-from fgad.tools.decision import DECISION_KEYS, threshold_at_fpr, threshold_from_labels
 from fgad.errors import InputError, ModelFileError
+from fgad.tools.decision import DECISION_KEYS, threshold_at_fpr, threshold_from_labels
 
 from decision_helpers import random_uint8
 
@@ -107,7 +107,9 @@ def test_uncalibrated_model_saves_no_decision(det, tmp_path):
     assert Detector.load(tmp_path / "m").decision is None
 
 
-@pytest.mark.parametrize("bad", [{"threshold": "high"}, {"threshold": None}, [1, 2], {"threshold": 1.0, "fusion": "max"}])
+@pytest.mark.parametrize(
+    "bad", [{"threshold": "high"}, {"threshold": None}, [1, 2], {"threshold": 1.0, "fusion": "max"}]
+)
 def test_load_rejects_a_bad_decision(det, tmp_path, bad):
     det.save(tmp_path / "m")
     cfg = tmp_path / "m" / "config.json"

@@ -15,8 +15,15 @@ from fgad.core.config import IMPROVED
 from fgad.core.scoring import fuse, fuse_tensors
 from fgad.io.preprocess import as_image_array, to_tensor
 from fgad.tasks import build_task
-from fgad.tools.export import (PARITY_RTOL, export_onnx, export_views, jigsaw_test_views, preprocess, sidecar_path,
-                               verify_onnx)
+from fgad.tools.export import (
+    PARITY_RTOL,
+    export_onnx,
+    export_views,
+    jigsaw_test_views,
+    preprocess,
+    sidecar_path,
+    verify_onnx,
+)
 
 from decision_helpers import random_uint8
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fgad import metrics
-from fgad.tools.decision import DECISION_KEYS, decide, threshold_at_fpr, threshold_from_labels
 from fgad.errors import InputError
+from fgad.tools.decision import DECISION_KEYS, decide, threshold_at_fpr, threshold_from_labels
 
 # ------------------------------------------------------------------------ hand-computed: normal only
 

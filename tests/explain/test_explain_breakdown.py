@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import fgad
-from fgad.tools.explain import breakdown, explain_image, explanation_json, format_breakdown, heatmap, render_explanation
 from fgad.io.preprocess import to_tensor
+from fgad.tools.explain import breakdown, explain_image, explanation_json, format_breakdown, heatmap, render_explanation
 
 
 def reflect(i: np.ndarray, n: int) -> np.ndarray:

@@ -14,8 +14,14 @@ from fgad.cli import main
 from fgad.core.config import IMPROVED
 from fgad.errors import InputError
 from fgad.tools.diagnose import diagnose
-from fgad.tools.explain import (PERCENTILE_RULE, breakdown, explain_image, format_breakdown, percentile_text,
-                                render_explanation)
+from fgad.tools.explain import (
+    PERCENTILE_RULE,
+    breakdown,
+    explain_image,
+    format_breakdown,
+    percentile_text,
+    render_explanation,
+)
 
 
 def random_uint8(n: int, h: int, w: int, seed: int) -> np.ndarray:

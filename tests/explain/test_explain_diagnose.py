@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import fgad
-from fgad.tools.diagnose import CSV_COLUMNS, diagnose, head_accuracies, parse_task_sets
 from fgad.io.preprocess import to_tensor
+from fgad.tools.diagnose import CSV_COLUMNS, diagnose, head_accuracies, parse_task_sets
 
 
 def random_uint8(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:

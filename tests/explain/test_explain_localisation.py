@@ -8,8 +8,15 @@ import torch
 from torch import nn
 
 import fgad
-from fgad.tools.explain import (boxes_overlap, cell_boxes, cell_index_map, heatmap, localisation_hit_rate, paste_patch,
-                          upsample_heatmap)
+from fgad.tools.explain import (
+    boxes_overlap,
+    cell_boxes,
+    cell_index_map,
+    heatmap,
+    localisation_hit_rate,
+    paste_patch,
+    upsample_heatmap,
+)
 
 # Network geometry of a 28×28 image padded to 32×32 (2 px each side), 3×3 jigsaw, margin 2:
 # cell (i, j) spans network rows 1 + 10 i .. 11 + 10 i; its test-time tile is the 8×8 centre.

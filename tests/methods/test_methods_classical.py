@@ -7,7 +7,7 @@ import pytest
 
 import fgad
 from fgad.errors import ConfigError, ModelFileError
-from fgad.methods.classical import IForest, OCSVM, average_path_length
+from fgad.methods.classical import OCSVM, IForest, average_path_length
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def test_center_rule_and_scores_are_distances(image_sets):
     c = det.c
     assert ((c.abs() >= CENTER_EPS) | (c == 0)).all()
     with torch.no_grad():
-        z = det.encoder(det._inputs(as_image_array(image_sets["grey"][:2]), torch.device("cpu")))
+        z = det.encoder(det.network_inputs(as_image_array(image_sets["grey"][:2]), torch.device("cpu")))
     np.testing.assert_allclose(det.score(image_sets["grey"][:2]), ((z - c) ** 2).sum(1).double().numpy(), rtol=1e-6)
 
 

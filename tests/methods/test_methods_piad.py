@@ -79,7 +79,7 @@ def test_weights_file_errors(tmp_path):
 
 def test_relative_perceptual_loss_and_networks():
     det = PIAD("tiny", 0, allow_random_vgg=True)
-    det.vgg = det._load_vgg()
+    det.vgg = det.load_vgg()
     x = torch.rand(3, 1, 32, 32) * 2 - 1
     assert torch.allclose(det.perceptual(x, x), torch.zeros(3))
     y = x + 0.5 * torch.randn_like(x)

@@ -378,7 +378,7 @@ def test_timing_table_means_over_jobs(tmp_path):
         rec = make_record("mnist", "ours", cls, 0)
         rec["timings"] = {"fit_s": fit, "score_s": 1.0, "total_s": fit + 1.0}
         write_json(tmp_path, job_path("mnist", "ours", cls, 0), rec)
-    res = build_report(tmp_path)
+    build_report(tmp_path)
     row = md_rows((tmp_path / "report" / "timings.md").read_text(), "MNIST")[0]
     assert row[1:] == ["Ours", "3.0", "1.0", "4.0", "2"]
 

@@ -16,8 +16,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .common import (add_device_arg, add_overwrite_arg, add_preset_arg, check_output_folder, only_entries,
-                     parse_overrides)
+from .common import (
+    add_device_arg,
+    add_overwrite_arg,
+    add_preset_arg,
+    check_output_folder,
+    only_entries,
+    parse_overrides,
+)
 
 OUTPUT_FILES = ("diagnose.csv", "diagnose.png")
 

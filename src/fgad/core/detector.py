@@ -23,19 +23,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import PAPER_SCORING, DetectorConfig, resolve_config, score_batch_size
 from ..errors import InputError, ModelFileError
 from ..io.modelfolder import CONFIG_FILE, WEIGHTS_FILE, ModelFolder, read_model_folder, save_model_folder  # noqa: F401
-from ..nets import MultiTaskNet, WideResNet
 from ..io.preprocess import as_image_array, check_image_shape, conform_images, image_list, to_tensor
 from ..io.provenance import versions
 from ..io.safeload import load_state_checked
-from .scoring import (FEATURE_COMPONENT, FUSIONS, RAW_FUSIONS, STANDARDISED_FUSIONS, NormalStats, bank_subsample,
-                      fit_dirichlet_stats, fuse, heldout_split, knn_cosine_distance, l2_normalise,
-                      percentile_below, softmax_moments, task_score, true_class_probability_sum)
-from .seeding import enable_determinism, seed_everything
+from ..nets import MultiTaskNet, WideResNet
 from ..tasks import Task, build_task
+from .config import PAPER_SCORING, DetectorConfig, resolve_config, score_batch_size
 from .precision import autocast
+from .scoring import (
+    FEATURE_COMPONENT,
+    FUSIONS,
+    RAW_FUSIONS,
+    STANDARDISED_FUSIONS,
+    NormalStats,
+    bank_subsample,
+    fit_dirichlet_stats,
+    fuse,
+    heldout_split,
+    knn_cosine_distance,
+    l2_normalise,
+    percentile_below,
+    softmax_moments,
+    task_score,
+    true_class_probability_sum,
+)
+from .seeding import enable_determinism, seed_everything
 from .training import EvalHook, train
 
 FORMAT = "fgad-detector"
@@ -319,10 +333,10 @@ class Detector:
         if cfg.channels_last:
             views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
         with autocast(cfg, device):
-            out = self._inference_net()(views)
+            out = self.inference_network()(views)
         return {k: v.float() for k, v in out.items()}
 
-    def _inference_net(self) -> nn.Module:
+    def inference_network(self) -> nn.Module:
         """The network that scores: with ``config.compile``, compiled once per network (the
         compilation costs tens of seconds on a CPU and pays back over thousands of images)."""
         if not self.config.compile:

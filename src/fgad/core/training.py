@@ -86,13 +86,17 @@ def cosine_lr(base_lr: float, step: int, total: int) -> float:
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * step / total))
 
 
-def task_loss(logits: torch.Tensor, labels: torch.Tensor, head_sizes: tuple[int, ...]) -> tuple[torch.Tensor, list[float]]:
+def task_loss(
+    logits: torch.Tensor, labels: torch.Tensor, head_sizes: tuple[int, ...]
+) -> tuple[torch.Tensor, list[float]]:
     """Mean over heads of the cross-entropy of each head's slice; also each head's accuracy."""
     loss, accs = _task_loss(logits, labels, head_sizes)
     return loss, accs.tolist()
 
 
-def _task_loss(logits: torch.Tensor, labels: torch.Tensor, head_sizes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+def _task_loss(
+    logits: torch.Tensor, labels: torch.Tensor, head_sizes: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`task_loss` with the accuracies left on the device (no host sync)."""
     losses, accs, start = [], [], 0
     for h, size in enumerate(head_sizes):

@@ -107,7 +107,9 @@ def load(
         for split in ("train", "test"):
             found = _scan(folder / split)
             if LIVE not in found or not found[LIVE]:
-                raise not_found("antispoof", folder / split, ["live/<images>"], extra="(both train/ and test/ need live images)")
+                raise not_found(
+                    "antispoof", folder / split, ["live/<images>"], extra="(both train/ and test/ need live images)"
+                )
             for cls, files in found.items():
                 items += [(p, cls, split == "test") for p in files]
     else:
@@ -128,7 +130,9 @@ def load(
     attack_types = sorted({c for _, c, _ in items if c != LIVE})
     class_names = [LIVE, *attack_types]
     index = {c: k for k, c in enumerate(class_names)}
-    x, kept, skipped = read_files([p for p, _, _ in items], size=hw, mode="RGB", skip_unreadable=skip_unreadable, desc="antispoof")
+    x, kept, skipped = read_files(
+        [p for p, _, _ in items], size=hw, mode="RGB", skip_unreadable=skip_unreadable, desc="antispoof"
+    )
     items = [items[i] for i in kept]
     y = np.array([index[c] for _, c, _ in items], dtype=np.int64)
     is_test = np.array([t for _, _, t in items], dtype=bool)

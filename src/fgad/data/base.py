@@ -166,7 +166,9 @@ def find_dir(folder: Path, name: str, has_files) -> Path | None:
     return None
 
 
-def not_found(name: str, folder: Path, files: Iterable[str], *, download: bool = False, extra: str = "") -> DatasetNotFoundError:
+def not_found(
+    name: str, folder: Path, files: Iterable[str], *, download: bool = False, extra: str = ""
+) -> DatasetNotFoundError:
     """The error for a dataset whose files are missing: which files go in which folder (one line)."""
     msg = f"dataset '{name}' not found: put {', '.join(files)} in {folder}"
     if extra:
@@ -190,14 +192,18 @@ def safe_relpath(rel: str, where: str) -> PurePosixPath:
 # ---- option validation ----------------------------------------------------------------------
 
 
-def opt_size(value: Any, name: str = "size", allow_none: bool = False, allow_pair: bool = False) -> tuple[int, int] | None:
+def opt_size(
+    value: Any, name: str = "size", allow_none: bool = False, allow_pair: bool = False
+) -> tuple[int, int] | None:
     """An image size: positive int (square) or, where allowed, an (H, W) pair."""
     if value is None:
         if allow_none:
             return None
         raise ConfigError(f"option {name} must be a positive integer, got None")
     if isinstance(value, (list, tuple)) and allow_pair:
-        if len(value) == 2 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value):
+        if len(value) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value
+        ):
             return int(value[0]), int(value[1])
         raise ConfigError(f"option {name} must be a positive integer or (height, width), got {value!r}")
     if isinstance(value, str) and value.strip().isdigit():

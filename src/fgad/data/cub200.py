@@ -97,7 +97,9 @@ def _index_2011(folder: Path):
         if labels[img_id] not in class_index:
             raise InputError(f"{folder / 'image_class_labels.txt'}: image {img_id} has unknown class {labels[img_id]}")
         if split[img_id] not in ("0", "1"):
-            raise InputError(f"{folder / 'train_test_split.txt'}: image {img_id} has flag {split[img_id]!r}, expected 0 or 1")
+            raise InputError(
+                f"{folder / 'train_test_split.txt'}: image {img_id} has flag {split[img_id]!r}, expected 0 or 1"
+            )
         rows.append((relp, class_index[labels[img_id]], split[img_id] == "1"))
     return rows, names
 
@@ -111,7 +113,9 @@ def _index_2010(folder: Path):
         for i, line in _lines(path):
             relp = safe_relpath(line, f"{path} line {i}")
             if len(relp.parts) < 2 or relp.parts[0] not in class_index:
-                raise InputError(f"{path} line {i}: {line!r} is not '<class folder>/<file>' with a class from lists/classes.txt")
+                raise InputError(
+                    f"{path} line {i}: {line!r} is not '<class folder>/<file>' with a class from lists/classes.txt"
+                )
             rows.append((relp, class_index[relp.parts[0]], is_train))
     return rows, [_clean_name(c) for c in class_dirs]
 

@@ -441,12 +441,13 @@ def safe_extract(
     archives past a cap (``max_bytes`` of member data, ``max_members`` members; defaults
     :data:`MAX_EXTRACT_BYTES`, :data:`MAX_MEMBERS`) are refused before anything is written, not
     even ``dest``. Extraction goes to a temporary folder inside ``dest`` first; its top-level
-    entries are then renamed into ``dest`` (an existing entry of the same name is replaced), so a
-    failed or interrupted extraction leaves no half-written dataset folder behind.
+    entries are then renamed into ``dest``, so a failed or interrupted extraction leaves no
+    half-written dataset folder behind. An existing entry of the same name is never replaced (it
+    may be the user's own copy): the extraction is refused with one error line instead.
 
     Raises:
         UnsafeArchiveError: a refused member, or a cap passed. InputError: not a readable archive.
-        OutputError: ``dest`` cannot be written.
+        OutputError: ``dest`` cannot be written, or already holds an entry the archive would write.
     """
     archive, dest = Path(archive), Path(dest)
     with contextlib.ExitStack() as stack:
@@ -458,15 +459,15 @@ def safe_extract(
             raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from exc
         try:
             extract(tmp)
+            children = sorted(tmp.iterdir())
+            taken = [dest / c.name for c in children if (dest / c.name).exists() or (dest / c.name).is_symlink()]
+            if taken:  # never replace what is there: it may be the user's own copy
+                raise OutputError(f"cannot extract {archive.name}: {taken[0]} already exists; move it away to "
+                                  "extract again")
             out = []
-            for child in sorted(tmp.iterdir()):
-                target = dest / child.name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                elif target.exists() or target.is_symlink():
-                    target.unlink()
-                os.replace(child, target)
-                out.append(target)
+            for child in children:
+                os.replace(child, dest / child.name)
+                out.append(dest / child.name)
             fsync_dir(dest)
             return out
         except tarfile.TarError as exc:

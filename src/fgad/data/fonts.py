@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DatasetNotFoundError, InputError
-from .base import Adapter, ImageDataset, short_list, opt_fraction, opt_int, opt_size
+from .base import Adapter, ImageDataset, opt_fraction, opt_int, opt_size, short_list
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc", ".otc")
 LATIN = string.ascii_uppercase + string.ascii_lowercase + string.digits
@@ -165,7 +165,7 @@ def _face_count(path: Path) -> int:
     return n
 
 
-def _cmap(path: Path, index: int) -> set[int] | None:
+def face_cmap(path: Path, index: int) -> set[int] | None:
     """Code points the face maps, or None when fontTools is not installed."""
     try:
         from fontTools.ttLib import TTFont
@@ -300,7 +300,7 @@ def load(
     # Keep the coverage renderings for reuse unless that would hold more than ~512 MB.
     reuse = len(loaded) * len(chars) * side * side <= 512 * 2**20
     for face in tqdm(loaded, desc="fonts: coverage", unit="face", disable=None, leave=False):
-        cmap = _cmap(face.path, face.index)
+        cmap = face_cmap(face.path, face.index)
         used_cmap = used_cmap and cmap is not None
         ok, cache = face.covers(chars, cmap)
         coverage[face.name] = int(sum(ok))

@@ -91,7 +91,9 @@ def _find_file(root, name) -> Path:
         raise DatasetNotFoundError(
             f"dataset 'npz' not found: put a .npz file with {', '.join(REQUIRED)} in {base}, or pass its path as root"
         )
-    raise ConfigError(f"{base} holds {len(found)} .npz files ({', '.join(p.name for p in found)}); choose one with option file")
+    raise ConfigError(
+        f"{base} holds {len(found)} .npz files ({', '.join(p.name for p in found)}); choose one with option file"
+    )
 
 
 def load(root=None, *, download: bool = False, file: str | None = None) -> ImageDataset:

@@ -40,7 +40,9 @@ def dataset_options(name: str) -> dict:
     return dict(get_adapter(name).options)
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: bool = False, **options) -> ImageDataset:
+def load_dataset(
+    name: str, root: str | os.PathLike | None = None, *, download: bool = False, **options
+) -> ImageDataset:
     """Load a registered dataset.
 
     Args:

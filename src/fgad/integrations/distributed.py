@@ -147,10 +147,10 @@ def fit_distributed(det, images: Any, *, checkpoint_dir: str | Path | None = Non
     (fitted, identical on every rank). The steps are those of the one training loop,
     :func:`fgad.core.training.train` with ``distributed=True``; around it, the rank's device and
     the global batch norm."""
-    from ..io.provenance import versions
-    from ..io.preprocess import as_image_array, to_tensor
     from ..core.seeding import seed_everything
     from ..core.training import train
+    from ..io.preprocess import as_image_array, to_tensor
+    from ..io.provenance import versions
 
     if not (dist.is_available() and dist.is_initialized()):
         raise DistributedError("fit_distributed needs an initialised torch.distributed process group")

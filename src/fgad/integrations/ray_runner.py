@@ -18,9 +18,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError, MissingDependencyError
 from ..benchmark.jobs import Job
 from ..benchmark.runner import DataRef, Plan, note_failure, run_job
+from ..errors import ConfigError, MissingDependencyError
 
 
 def require_ray():

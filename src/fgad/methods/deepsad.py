@@ -154,7 +154,7 @@ class DeepSVDD(AnomalyDetector):
     def input_size(self) -> int:
         return int(self.encoder.input_size)
 
-    def _inputs(self, x_np: np.ndarray, device: torch.device) -> torch.Tensor:
+    def network_inputs(self, x_np: np.ndarray, device: torch.device) -> torch.Tensor:
         """uint8 N×H×W×C → N×C×S×S in [0, 1] (zero-padded or resized to the network's side)."""
         return to_tensor(x_np, self.input_size, device).add_(1.0).mul_(0.5)
 
@@ -189,7 +189,7 @@ class DeepSVDD(AnomalyDetector):
         self.input_shape = tuple(int(s) for s in x_np.shape[1:])
         encoder, decoder = build_deepsad_nets(cfg.net, self.input_shape[2], cfg.wrn_depth, cfg.wrn_width)
         self.encoder = encoder.to(device)
-        x = self._inputs(np.concatenate([x_np, a_np]), device)
+        x = self.network_inputs(np.concatenate([x_np, a_np]), device)
         semi = torch.cat([torch.zeros(len(x_np)), -torch.ones(len(a_np))]).to(device)
         n = x.shape[0]
         bs = min(cfg.batch_size, n)
@@ -255,7 +255,7 @@ class DeepSVDD(AnomalyDetector):
         c = self.c.to(device)
         out = []
         for i in range(0, len(x_np), bs):
-            z = self.encoder(self._inputs(x_np[i : i + bs], device))
+            z = self.encoder(self.network_inputs(x_np[i : i + bs], device))
             out.append(torch.sum((z - c) ** 2, dim=1).double().cpu().numpy())
         return np.concatenate(out)
 

@@ -234,7 +234,7 @@ class PIAD(AnomalyDetector):
             p.requires_grad_(False)
         return vgg.eval()
 
-    def _load_vgg(self) -> VGG19Features:
+    def load_vgg(self) -> VGG19Features:
         cfg = self.config
         if self.vgg_source is None:
             with torch.random.fork_rng(devices=[]):
@@ -244,7 +244,7 @@ class PIAD(AnomalyDetector):
         state = vgg_state_for(vgg, load_vgg19_weights(self.vgg_source), str(self.vgg_source))
         return self._build_vgg(state)
 
-    def _inputs(self, x_np: np.ndarray, device: torch.device) -> torch.Tensor:
+    def network_inputs(self, x_np: np.ndarray, device: torch.device) -> torch.Tensor:
         return resize_to(to_tensor(x_np, None, device), self.config.image_size)
 
     def perceptual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -268,7 +268,7 @@ class PIAD(AnomalyDetector):
         ch = self.input_shape[2]
         self.arch = a = self._resolve_arch(ch)
         self.vgg_source = resolve_vgg_source(self.config)  # again: from_config() skips the constructor's check
-        self.vgg = self._load_vgg().to(device)
+        self.vgg = self.load_vgg().to(device)
         self.enc = Encoder(cfg.image_size, ch, a["latent_dim"], a["enc_dims"]).to(device)
         self.gen = Generator(cfg.image_size, ch, a["latent_dim"], a["gen_dims"]).to(device)
         image_dis = Encoder(cfg.image_size, ch, 1, a["image_dis_dims"], minibatch_std=True).to(device)
@@ -279,7 +279,7 @@ class PIAD(AnomalyDetector):
         eg_params = list(self.enc.parameters()) + list(self.gen.parameters())
         opt_eg = torch.optim.Adam(eg_params, lr=cfg.lr_enc_gen, **adam)
         n_enc = len(list(self.enc.parameters()))
-        x_all = self._inputs(x_np, device)
+        x_all = self.network_inputs(x_np, device)
         batches = _batch_stream(len(x_all), cfg.batch_size, cfg.seed)
         policy = GradNormPolicy()
         w_enc = w_gen = 1.0 if cfg.grad_norm_policy else cfg.rec_weight
@@ -350,7 +350,7 @@ class PIAD(AnomalyDetector):
             m.to(device).eval()
         out = []
         for i in range(0, len(x_np), bs):
-            x = self._inputs(x_np[i : i + bs], device)
+            x = self.network_inputs(x_np[i : i + bs], device)
             out.append(self.perceptual(x, self.gen(self.enc(x))).double().cpu().numpy())
         return np.concatenate(out)
 

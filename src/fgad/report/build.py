@@ -14,10 +14,20 @@ from ..io.fileio import atomic_write_text
 from .fusion import fusion_table, record_fusion
 from .names import dataset_display_name, method_display_name, safe_file_stem
 from .plots import plot_roc
-from .records import iter_records, dedupe, read_record, warn_skipped
-from .tables import (METRIC_KEYS, Entry, Results, Table, class_sort_key, per_class_table, table1, table2, table3,
-                     timing_table)
-from .tables import finite_or_none
+from .records import dedupe, iter_records, read_record, warn_skipped
+from .tables import (
+    METRIC_KEYS,
+    Entry,
+    Results,
+    Table,
+    class_sort_key,
+    finite_or_none,
+    per_class_table,
+    table1,
+    table2,
+    table3,
+    timing_table,
+)
 
 __all__ = ["ReportResult", "build_report"]
 

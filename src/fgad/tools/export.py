@@ -70,8 +70,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.scoring import (FEATURE_COMPONENT, STANDARDISED_FUSIONS, fuse_tensors, knn_cosine_distance, l2_normalise,
-                            task_score)
+from ..core.scoring import (
+    FEATURE_COMPONENT,
+    STANDARDISED_FUSIONS,
+    fuse_tensors,
+    knn_cosine_distance,
+    l2_normalise,
+    task_score,
+)
 from ..errors import InputError, MissingDependencyError
 from ..io.fileio import atomic_write_bytes, atomic_write_json
 

@@ -62,7 +62,9 @@ def test_throughput_script_measures_and_writes_json(throughput, tmp_path, capsys
     assert r["score_views_per_s"] == pytest.approx(39 * r["score_images_per_s"])
     assert 0 < r["views_share_of_step"] < 1
     # The table script turns the JSON into one Markdown row.
-    table_spec = importlib.util.spec_from_file_location("fgad_throughput_table", SCRIPT.with_name("throughput_table.py"))
+    table_spec = importlib.util.spec_from_file_location(
+        "fgad_throughput_table", SCRIPT.with_name("throughput_table.py")
+    )
     table_mod = importlib.util.module_from_spec(table_spec)
     table_spec.loader.exec_module(table_mod)
     capsys.readouterr()

@@ -1,10 +1,10 @@
-"""Fixtures of the performance-feature tests (helpers in perf_helpers, which the tests import)."""
+"""Fixtures of the performance-feature tests (helpers in integration_helpers, which the tests import)."""
 
 from __future__ import annotations
 
 import pytest
 
-from perf_helpers import write_npz
+from integration_helpers import write_npz
 
 
 @pytest.fixture(scope="session")

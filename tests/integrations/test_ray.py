@@ -11,11 +11,11 @@ ray = pytest.importorskip("ray")
 
 from fgad.benchmark.records import is_done, record_path  # noqa: E402
 from fgad.benchmark.runner import DataRef, Plan, plan_jobs, run_plan  # noqa: E402
-from fgad.integrations.ray_runner import run_plan_ray  # noqa: E402
 from fgad.cli import main  # noqa: E402
+from fgad.integrations.ray_runner import run_plan_ray  # noqa: E402
 from fgad.report.records import validate_record  # noqa: E402
 
-from perf_helpers import read_records  # noqa: E402
+from integration_helpers import read_records  # noqa: E402
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]  # a local Ray instance: seconds to start
 

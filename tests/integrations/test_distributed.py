@@ -22,11 +22,11 @@ import torch
 import torch.distributed as dist
 
 from fgad import Detector
-from fgad.integrations.distributed import GlobalBatchNorm2d, fit_distributed, train_ddp
 from fgad.core.seeding import seed_everything
 from fgad.core.training import rank_share
+from fgad.integrations.distributed import GlobalBatchNorm2d, fit_distributed, train_ddp
 
-from perf_helpers import class_images, free_port
+from integration_helpers import class_images, free_port
 
 RUN = dict(preset="tiny", device="cpu", steps=3, image_size=16, batch_size=5, head_dropout=0.0)
 
