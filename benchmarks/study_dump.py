@@ -1,0 +1,173 @@
+"""Study, step 1: train one detector per (dataset, class, seed, variant) and keep its raw outputs.
+
+For the best-detector study, most candidate changes are changes of the *score* (log space,
+Dirichlet, fusion relative to normal images, a feature-space component): they need the network's
+outputs, not a new training. This script trains once, on the training normals minus a held-out
+share that training never sees, and writes for three image sets — training normals, held-out
+normals, test images — every task's logits on every test-time view, the jigsaw logits under a
+few random tile offsets, and the backbone features of the untransformed image. ``study_eval.py``
+then scores every candidate from these files.
+
+    python benchmarks/study_dump.py --dataset cub --classes 50-59 --seeds 0 --out study/dumps
+
+One line per finished job goes to ``OUT/jobs.tsv`` (dataset, variant, class, seed, wall time).
+Each job's file is written atomically; a rerun skips finished jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Development and report suites (shared/notes/evaluation-protocol.md); the data files live in
+# the shared data folder, given by --data.
+DATASETS = {
+    "mnist": ("mnist.npz", {}),
+    "cub": ("cub100_subset_64.npz", {}),
+    "cifar10": ("cifar10_jpeg.npz", {}),
+    "fonts": (None, {"charset": "european", "test_fraction": 0.25}),
+}
+MAX_TEST = 2000  # larger test splits: all normal test images, anomalies subsampled (seeded) to this total
+SPLIT_SEED = 12345  # seeds the test subsample and the held-out share, the same for every method
+HELDOUT_SHARE = 0.2
+JIGSAW_DRAWS = 4  # random test-time tile offsets, besides the centred ones
+
+VARIANTS = {
+    # name: Detector overrides on top of the quick preset
+    "ours": {"tasks": ("geometric", "jigsaw")},
+    "mhrot": {"tasks": ("geometric",)},
+}
+
+
+def load(dataset: str, data_dir: Path):
+    from fgad.data import load_dataset
+
+    file, options = DATASETS[dataset]
+    if file is None:
+        return load_dataset(dataset, None, **options)
+    return load_dataset("npz", data_dir / file)
+
+
+def split(ds, normal_class: int):
+    """Training normals, held-out normals, test images and labels (1 = anomaly)."""
+    from fgad.data import one_vs_all
+
+    x_train, x_test, y_test = one_vs_all(ds, normal_class)
+    rng = np.random.default_rng([SPLIT_SEED, normal_class])
+    if len(x_test) > MAX_TEST:  # every normal test image stays; the anomalies are subsampled
+        normal, anomalous = np.flatnonzero(y_test == 0), np.flatnonzero(y_test == 1)
+        n_anomalous = max(MAX_TEST - len(normal), min(len(anomalous), MAX_TEST // 2))
+        keep = np.sort(np.concatenate([normal, rng.choice(anomalous, n_anomalous, replace=False)]))
+        x_test, y_test = x_test[keep], y_test[keep]
+    perm = rng.permutation(len(x_train))
+    n_held = max(2, int(round(HELDOUT_SHARE * len(x_train))))
+    return x_train[np.sort(perm[n_held:])], x_train[np.sort(perm[:n_held])], x_test, y_test
+
+
+@torch.inference_mode()
+def outputs(det, images: np.ndarray, max_images: int | None = None) -> dict[str, np.ndarray]:
+    """Logits of every task on its test-time views, jigsaw logits under random offsets, features."""
+    from fgad.io.preprocess import as_image_array, to_tensor
+
+    images = as_image_array(images, "images")  # N×H×W×C
+    if max_images is not None and len(images) > max_images:
+        images = images[:max_images]
+    device = det.device
+    net = det.net.to(device).eval()
+    out: dict[str, list[np.ndarray]] = {}
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    for start in range(0, len(images), 16):
+        xb = to_tensor(images[start : start + 16], det.config.image_size, device)
+        b = xb.shape[0]
+        views = {n: t.views(xb, train=False).flatten(0, 1) for n, t in det.tasks.items()}
+        logits = det.forward_views(views, device)
+        for n, t in det.tasks.items():
+            out.setdefault(f"logits_{n}", []).append(logits[n].view(b, t.n_views, -1).numpy())
+        if "jigsaw" in det.tasks:
+            t = det.tasks["jigsaw"]
+            draws = []
+            for _ in range(JIGSAW_DRAWS):
+                v = t.views(xb, train=False, offsets=t.draw_offsets(b, True, g)).flatten(0, 1)
+                draws.append(det.forward_views({"jigsaw": v}, device)["jigsaw"].view(b, t.n_views, -1).numpy())
+            out.setdefault("logits_jigsaw_random", []).append(np.stack(draws, 1))  # B×draws×V×k
+        x_in = xb.contiguous(memory_format=torch.channels_last) if det.config.channels_last else xb
+        out.setdefault("features", []).append(net.backbone(x_in).float().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def mean_distance(x_fit: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+    """The floor's anomaly scores: distance to the mean training normal (pixels in [-1, 1])."""
+    from fgad.methods import create_method
+
+    return create_method("mean-distance").fit(x_fit).score(x_test)
+
+
+def run_job(dataset, ds, variant, normal_class, seed, out_dir: Path, preset: str = "quick") -> str | None:
+    from fgad import Detector
+    from fgad.io.fileio import atomic_write_bytes
+
+    path = out_dir / dataset / variant / f"class{normal_class}_seed{seed}.npz"
+    if path.exists():
+        return None
+    t0 = time.perf_counter()
+    x_fit, x_held, x_test, y_test = split(ds, normal_class)
+    det = Detector(preset=preset, seed=seed, **VARIANTS[variant])
+    det.fit(x_fit, progress=False)
+    fit_s = time.perf_counter() - t0
+    arrays = {"y_test": y_test, "fit_s": np.array(fit_s), "floor_scores": mean_distance(x_fit, x_test)}
+    for name, x in (("train", x_fit), ("held", x_held), ("test", x_test)):
+        for k, v in outputs(det, x, max_images=1000 if name == "train" else None).items():
+            arrays[f"{name}_{k}"] = v
+    arrays["total_s"] = np.array(time.perf_counter() - t0)
+    for n, t in det.tasks.items():
+        arrays[f"labels_{n}"] = t.labels().numpy()
+        arrays[f"head_sizes_{n}"] = np.array(t.head_sizes)
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    line = f"{dataset}\t{variant}\t{normal_class}\t{seed}\t{fit_s:.1f}\t{arrays['total_s']:.1f}"
+    with open(out_dir / "jobs.tsv", "a") as f:
+        f.write(line + "\n")
+    return line
+
+
+def parse_range(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    p.add_argument("--classes", required=True)
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--variants", default="ours,mhrot")
+    p.add_argument("--data", default=os.environ.get("FGAD_SHARED_DATA", "../shared/data"))
+    p.add_argument("--out", default="study/dumps")
+    p.add_argument("--preset", default="quick")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    ds = load(args.dataset, Path(args.data))
+    for c in parse_range(args.classes):
+        for s in parse_range(args.seeds):
+            for v in args.variants.split(","):
+                line = run_job(args.dataset, ds, v, c, s, out, args.preset)
+                if line:
+                    print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
