@@ -9,10 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..io.preprocess import as_image_array, check_image_shape
 
-__all__ = ["check_images", "resize_to", "Timer"]
+__all__ = ["check_images", "check_geom72_options", "resize_to", "Timer"]
 
 
 def check_images(images: Any, input_shape: tuple[int, int, int] | None, what: str = "images to score") -> np.ndarray:
@@ -40,3 +40,14 @@ class Timer:
 
     def __exit__(self, *exc: Any) -> None:
         self.seconds = round(time.perf_counter() - self.t0, 3)
+
+
+def check_geom72_options(cfg: Any) -> None:
+    """The options every GEOM-72 method shares (DeepGEO, GOAD): a training length, a shift below
+    half the side, a WideResNet depth of 6n+4."""
+    if cfg.steps is None and cfg.epochs is None:
+        raise ConfigError("set a training length: 'epochs' or 'steps'")
+    if not 0.0 < cfg.shift_fraction < 0.5:
+        raise ConfigError(f"option 'shift_fraction' must be in (0, 0.5), got {cfg.shift_fraction}")
+    if cfg.depth < 10 or (cfg.depth - 4) % 6:
+        raise ConfigError(f"option 'depth' must be 6n+4 with n >= 1 (10, 16, 22...), got {cfg.depth}")

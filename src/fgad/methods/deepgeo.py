@@ -59,7 +59,7 @@ from ..nets import WideResNet
 from ..tasks import build_task
 from ..tasks.geometric import all_rotations, shifted_grid
 from .base import AnomalyDetector, FitContext, SavedState
-from .common import Timer, check_images
+from .common import Timer, check_geom72_options, check_images
 
 # The Dirichlet MLE (fit_dirichlet*, trigamma, inverse_digamma) lives with the score math in
 # core/scoring.py; it is imported above and stays importable from here.
@@ -103,12 +103,7 @@ class DeepGEOConfig(Config):
                        "score_batch_size", "dirichlet_max_images")
         check_positive(self, "weight_decay", allow_zero=True)
         check_choice("scoring", self.scoring, SCORINGS)
-        if self.steps is None and self.epochs is None:
-            raise ConfigError("set a training length: 'epochs' or 'steps'")
-        if not 0.0 < self.shift_fraction < 0.5:
-            raise ConfigError(f"option 'shift_fraction' must be in (0, 0.5), got {self.shift_fraction}")
-        if self.depth < 10 or (self.depth - 4) % 6:
-            raise ConfigError(f"option 'depth' must be 6n+4 with n >= 1 (10, 16, 22...), got {self.depth}")
+        check_geom72_options(self)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -74,7 +74,7 @@ from torch import nn
 
 from ..core.config import Config, check_choice, check_positive
 from ..core.seeding import generator, seed_everything
-from ..errors import ConfigError, ModelFileError
+from ..errors import ModelFileError
 from ..io.modelfolder import ModelFolder, join_states, split_state
 from ..io.preprocess import as_image_array, to_tensor
 from ..io.provenance import versions
@@ -82,7 +82,7 @@ from ..io.safeload import load_state_checked
 from ..nets import WideResNet
 from ..tasks import build_task
 from .base import AnomalyDetector, FitContext, SavedState
-from .common import Timer, check_images
+from .common import Timer, check_geom72_options, check_images
 
 N_TRANSFORMS = 72
 
@@ -150,12 +150,7 @@ class GOADConfig(Config):
         check_positive(self, "tc_weight", "margin", "norm_penalty", allow_zero=True)
         check_choice("ce_logits", self.ce_logits, ("linear", "centres"))
         check_choice("centres", self.centres, ("epoch", "refit"))
-        if self.steps is None and self.epochs is None:
-            raise ConfigError("set a training length: 'epochs' or 'steps'")
-        if not 0.0 < self.shift_fraction < 0.5:
-            raise ConfigError(f"option 'shift_fraction' must be in (0, 0.5), got {self.shift_fraction}")
-        if self.depth < 10 or (self.depth - 4) % 6:
-            raise ConfigError(f"option 'depth' must be 6n+4 with n >= 1 (10, 16, 22...), got {self.depth}")
+        check_geom72_options(self)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
