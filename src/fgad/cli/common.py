@@ -100,15 +100,23 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     add_overwrite_arg(p, "a model folder")
 
 
-def pixel_count(text: str) -> int:
-    """``--max-pixels``: a whole number >= 1 (argparse turns the error into one line)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 1, got {text!r}")
-    return value
+def whole_number(minimum: int, what: str):
+    """An argparse type: a whole number >= ``minimum`` (argparse turns the error into one line)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what} >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+pixel_count = whole_number(1, "a whole number of pixels")  # --max-pixels
+image_side = whole_number(4, "a side in pixels")  # --size
 
 
 def add_max_pixels_arg(p: argparse.ArgumentParser) -> None:
@@ -123,17 +131,6 @@ def add_strict_size_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict-size", action="store_true",
                    help="refuse an image whose size is not the model's (when training: the first file's, or "
                         "--size) instead of resizing it by the model's rule; grey/colour is still converted")
-
-
-def image_side(text: str) -> int:
-    """``--size``: a whole number >= 4 (argparse turns the error into one line)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 4:
-        raise argparse.ArgumentTypeError(f"expected a side in pixels >= 4, got {text!r}")
-    return value
 
 
 def add_input_rule_args(p: argparse.ArgumentParser) -> None:
