@@ -58,20 +58,7 @@ timeout 150 "$PY" benchmarks/throughput.py --preset paper --device cuda --no-bf1
     --steps 20 --warmup 3 --json "$OUT/throughput_fp32.json"
 
 # --- 2. one CIFAR-10 class, sized to the time left (at most the paper's 15 epochs)
-EPOCHS=$("$PY" - "$OUT/throughput_bf16_cl.json" "$DATA" "$(left)" <<'EOF'
-import json, sys
-import numpy as np
-res = json.load(open(sys.argv[1]))
-with np.load(sys.argv[2], allow_pickle=False) as d:
-    n_train, n_test = int((d["y_train"] == 0).sum()), int(len(d["y_test"]))
-left = float(sys.argv[3]) - 60  # start-up, report and margin
-per_method = left / 2  # two self-supervised methods
-score_s = n_test / res["score_images_per_s"]
-train_s = max(10.0, per_method - score_s - 15)  # 15 s: process and CUDA start, data loading
-epochs = min(15.0, train_s * res["train_images_per_s"] / n_train)
-print(max(0.5, round(epochs, 1)))
-EOF
-)
+EPOCHS=$("$PY" benchmarks/size_epochs.py "$OUT/throughput_bf16_cl.json" "$DATA" "$(left)" --methods 2)
 echo "== CIFAR-10 class 0: ours, mhrot, mean-distance; paper preset, bf16 + channels-last, $EPOCHS epoch(s)"
 timeout $(( $(left) > 30 ? $(left) - 20 : 10 )) "$PY" -m fgad.cli benchmark --dataset npz --data-root "$DATA" \
     --classes 0 --method ours,mhrot,mean-distance --preset paper \
