@@ -30,40 +30,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from fgad.methods.deepgeo import fit_dirichlet_stats
+from fgad.core import scoring as S
 from fgad.metrics import auroc
-
-FLOOR = 1e-12
-
-
-def log_softmax_heads(logits: np.ndarray, head_sizes) -> list[np.ndarray]:
-    """Float64 log-softmax of each head's slice: a list of N×V×size arrays."""
-    out, start = [], 0
-    z = logits.astype(np.float64)
-    for size in head_sizes:
-        part = z[..., start : start + size]
-        part = part - part.max(-1, keepdims=True)
-        out.append(part - np.log(np.exp(part).sum(-1, keepdims=True)))
-        start += size
-    return out
-
-
-def softmax32_heads(logits: np.ndarray, head_sizes) -> list[np.ndarray]:
-    """Float32 softmax of each head, as the paper's score sees it (saturates at 1.0)."""
-    import torch
-
-    out, start = [], 0
-    t = torch.from_numpy(logits.astype(np.float32))
-    for size in head_sizes:
-        out.append(torch.softmax(t[..., start : start + size], -1).numpy())
-        start += size
-    return out
-
-
-def true_class(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """N×V×K values → N×V values at each view's true class ``labels`` (V)."""
-    return np.take_along_axis(values, labels[None, :, None], -1)[..., 0]
 
 
 class Job:
@@ -77,48 +47,43 @@ class Job:
         return self.d[f"labels_{task}"], tuple(int(v) for v in self.d[f"head_sizes_{task}"])
 
     def task_score(self, task: str, split: str, kind: str, jig: str = "centred") -> np.ndarray:
-        """Normality of each image for one task (higher = more normal)."""
+        """Normality of each image for one task (higher = more normal), by the library's score math
+        (:mod:`fgad.core.scoring`): the study measures what the package ships."""
         labels, sizes = self.labels(task)
-        logits = self.d[f"{split}_logits_{task}"]
-        if kind == "p":
-            return sum(true_class(p, labels[:, h]).sum(1) for h, p in enumerate(softmax32_heads(logits, sizes)))
-        if kind == "logp":
-            lp = sum(true_class(p, labels[:, h]).sum(1) for h, p in enumerate(log_softmax_heads(logits, sizes)))
-            if task == "jigsaw" and jig == "avg":
-                draws = self.d[f"{split}_logits_jigsaw_random"]  # N×D×V×k
-                rnd = [sum(true_class(p, labels[:, h]).sum(1) for h, p in
-                           enumerate(log_softmax_heads(draws[:, i], sizes))) for i in range(draws.shape[1])]
-                lp = (lp + sum(rnd)) / (1 + len(rnd))
-            return lp
-        if kind == "dir":
-            train_lp = log_softmax_heads(self.d[f"train_logits_{task}"], sizes)
-            lp = log_softmax_heads(logits, sizes)
-            total = 0.0
-            for tl, head_lp in zip(train_lp, lp):
-                p = np.exp(tl)
-                alpha = fit_dirichlet_stats(p.mean(0), np.maximum(tl, np.log(FLOOR)).mean(0))  # V×K
-                total = total + ((alpha[None] - 1.0) * np.maximum(head_lp, np.log(FLOOR))).sum((1, 2))
-            return total
-        raise ValueError(kind)
+        labels = torch.from_numpy(labels)
+        logits = torch.from_numpy(self.d[f"{split}_logits_{task}"])
+        alphas = None
+        if kind == "dir":  # one Dirichlet per (view, head), fitted on the training normals
+            n = self.d[f"train_logits_{task}"].shape[0]
+            moments = S.softmax_moments(torch.from_numpy(self.d[f"train_logits_{task}"]), sizes)
+            alphas = [torch.from_numpy(S.fit_dirichlet_stats((sp / n).numpy(), (slp / n).numpy()))
+                      for sp, slp in moments]
+        kind_name = {"p": "prob", "logp": "logprob", "dir": "dirichlet"}[kind]
+        score = S.task_score(logits, labels, sizes, kind_name, alphas).double().numpy()
+        if task == "jigsaw" and jig == "avg":  # mean over the centred views and the random draws
+            draws = torch.from_numpy(self.d[f"{split}_logits_jigsaw_random"])  # N×D×V×k
+            rnd = [S.task_score(draws[:, i], labels, sizes, kind_name, alphas).double().numpy()
+                   for i in range(draws.shape[1])]
+            score = (score + sum(rnd)) / (1 + len(rnd))
+        return score
 
     def knn(self, split: str, k: int) -> np.ndarray:
         """Normality from features: minus the mean cosine distance to the k nearest training normals."""
-        bank = self.d["train_features"]
-        bank = bank / np.linalg.norm(bank, axis=1, keepdims=True).clip(1e-12)
-        f = self.d[f"{split}_features"]
-        f = f / np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12)
-        dist = 1.0 - f @ bank.T
-        if split == "train":  # leave the image itself out
-            np.fill_diagonal(dist, np.inf)
-        return -np.sort(dist, 1)[:, :k].mean(1)
+        bank = S.l2_normalise(torch.from_numpy(self.d["train_features"]))
+        queries = S.l2_normalise(torch.from_numpy(self.d[f"{split}_features"]))
+        exclude = torch.arange(len(queries)) if split == "train" else None  # leave the image itself out
+        return -S.knn_cosine_distance(queries, bank, k, exclude).numpy()
 
     def checks(self) -> dict[str, float]:
         """Label-free: per-head accuracy on held-out normals; exact ties of the jigsaw sum."""
         out = {}
         for task in self.tasks:
             labels, sizes = self.labels(task)
-            for h, lp in enumerate(log_softmax_heads(self.d[f"held_logits_{task}"], sizes)):
-                out[f"acc_{task}_{h}"] = float((lp.argmax(-1) == labels[None, :, h]).mean())
+            logits, start = self.d[f"held_logits_{task}"], 0
+            for h, size in enumerate(sizes):
+                pred = logits[..., start : start + size].argmax(-1)
+                out[f"acc_{task}_{h}"] = float((pred == labels[None, :, h]).mean())
+                start += size
         if "jigsaw" in self.tasks:
             s = self.task_score("jigsaw", "test", "p")
             out["jigsaw_ties_at_max"] = float((s == s.max()).mean())
@@ -126,21 +91,17 @@ class Job:
 
 
 def fuse(components: dict[str, dict[str, np.ndarray]], fusion: str) -> np.ndarray:
-    """Anomaly score of the test images from normality components per split."""
-    parts = []
-    for c in components.values():
-        test = c["test"]
-        if fusion == "mean":
-            parts.append(test)
-        elif fusion in ("z", "ztrain"):
-            ref = c["held"] if fusion == "z" else c["train"]
-            parts.append((test - ref.mean()) / max(ref.std(), 1e-12))
-        elif fusion == "rank":
-            ref = np.sort(c["held"])
-            parts.append(np.searchsorted(ref, test, side="right") / len(ref))
-        else:
-            raise ValueError(fusion)
-    return -np.mean(parts, axis=0)
+    """Anomaly score of the test images from normality components per split, fused by the
+    library's rule (:func:`fgad.core.scoring.standardise`): ``mean`` = the paper's plain mean,
+    ``z``/``rank`` relative to the held-out normals, ``ztrain`` = ``z`` on the training normals."""
+    if fusion == "mean":
+        return -np.mean([c["test"] for c in components.values()], axis=0)
+    source = "train" if fusion == "ztrain" else "held"
+    ref = {name: np.sort(c[source]) for name, c in components.items()}
+    stats = S.NormalStats(source, ref, {n: float(r.mean()) for n, r in ref.items()},
+                          {n: float(r.std(ddof=1)) for n, r in ref.items()})
+    kind = "rank" if fusion == "rank" else "zscore"
+    return -np.mean([S.standardise(c["test"], stats, name, kind) for name, c in components.items()], axis=0)
 
 
 def candidates(job: Job):
