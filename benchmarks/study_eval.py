@@ -136,11 +136,62 @@ def candidates(job: Job):
         yield f"only-{knn}", -comp[("feat", knn)]["test"]
 
 
+SUMMARY_CANDIDATES = ("p|mean", "logp|mean", "dir|mean", "p|rank", "logp|z", "logp|rank", "logp-jigavg|rank",
+                      "logp+knn1|z", "logp+knn5|z", "logp+knn5|rank", "dir+knn5|rank", "only-knn1", "only-knn5")
+REFERENCE = ("mhrot", "p|mean")  # MHRot with its own score: what every candidate must beat
+ESCAPED_BAR = "\\|"
+
+
+def summary(tsv: Path) -> str:
+    """Markdown: per dataset and variant, the mean AUROC of each candidate over the classes both
+    variants ran, the floor, and the paired difference to MHRot (bootstrap 95% interval, wins)."""
+    import csv
+    from collections import defaultdict
+
+    from fgad.report.paired import paired_difference
+
+    rows = list(csv.DictReader(open(tsv), delimiter="\t"))
+    auc: dict[tuple, float] = {}
+    floor: dict[tuple, float] = {}
+    for r in rows:
+        auc[(r["dataset"], r["variant"], r["candidate"], r["class"], int(r["seed"]))] = float(r["auroc"])
+        floor[(r["dataset"], r["class"], int(r["seed"]))] = float(r["floor"])
+    lines = []
+    for ds in sorted({k[0] for k in auc}):
+        jobs = defaultdict(set)
+        for (d, v, _c, cls, seed) in auc:
+            if d == ds:
+                jobs[v].add((cls, seed))
+        common = set.intersection(*jobs.values())
+        if not common:
+            continue
+        ref = {(REFERENCE[0], c, s): auc[(ds, *REFERENCE, c, s)] for c, s in common}
+        lines += [f"**{ds}**, classes {', '.join(sorted({c for c, _ in common}, key=int))} (seed 0), "
+                  f"floor {100 * np.mean([floor[(ds, c, s)] for c, s in common]):.1f}; "
+                  "Δ = paired difference to MHRot's own score, 95% bootstrap interval over classes, wins/losses", "",
+                  "| variant | candidate | mean AUROC | Δ vs MHRot | wins |", "|---|---|---:|---|---:|"]
+        for v in sorted(jobs):
+            for cand in SUMMARY_CANDIDATES:
+                if all((ds, v, cand, c, s) in auc for c, s in common):
+                    vals = {("x", c, s): auc[(ds, v, cand, c, s)] for c, s in common}
+                    d = paired_difference({**vals, **ref}, "x", REFERENCE[0], n_boot=4000)
+                    shown = cand.replace("|", ESCAPED_BAR)  # a bare | would end the Markdown cell
+                    lines.append(f"| {v} | `{shown}` | {100 * np.mean(list(vals.values())):.1f} | "
+                                 f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] | "
+                                 f"{d.wins_a}/{d.wins_b} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("dumps")
+    p.add_argument("dumps", help="folder of study_dump.py's files, or with --summary the TSV this script wrote")
     p.add_argument("--out", default="-")
+    p.add_argument("--summary", action="store_true", help="print the Markdown summary of a TSV written before")
     args = p.parse_args()
+    if args.summary:
+        print(summary(Path(args.dumps)))
+        return 0
     rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
     for path in sorted(Path(args.dumps).glob("*/*/class*_seed*.npz")):
         dataset, variant = path.parts[-3], path.parts[-2]
