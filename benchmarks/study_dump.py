@@ -43,6 +43,8 @@ VARIANTS = {
     "ours": {"tasks": ("geometric", "jigsaw")},
     "mhrot": {"tasks": ("geometric",)},
 }
+# Baselines through the method contract (their quick presets): only their test scores are kept.
+BASELINES = ("deepgeo", "goad")
 
 
 def load(dataset: str, data_dir: Path):
@@ -57,14 +59,12 @@ def load(dataset: str, data_dir: Path):
 def split(ds, normal_class: int):
     """Training normals, held-out normals, test images and labels (1 = anomaly)."""
     from fgad.data import one_vs_all
+    from fgad.data.base import capped_test_indices
 
     x_train, x_test, y_test = one_vs_all(ds, normal_class)
     rng = np.random.default_rng([SPLIT_SEED, normal_class])
-    if len(x_test) > MAX_TEST:  # every normal test image stays; the anomalies are subsampled
-        normal, anomalous = np.flatnonzero(y_test == 0), np.flatnonzero(y_test == 1)
-        n_anomalous = max(MAX_TEST - len(normal), min(len(anomalous), MAX_TEST // 2))
-        keep = np.sort(np.concatenate([normal, rng.choice(anomalous, n_anomalous, replace=False)]))
-        x_test, y_test = x_test[keep], y_test[keep]
+    keep = capped_test_indices(y_test, MAX_TEST, rng)  # all normal test images, anomalies subsampled
+    x_test, y_test = x_test[keep], y_test[keep]
     perm = rng.permutation(len(x_train))
     n_held = max(2, int(round(HELDOUT_SHARE * len(x_train))))
     return x_train[np.sort(perm[n_held:])], x_train[np.sort(perm[:n_held])], x_test, y_test
@@ -117,6 +117,9 @@ def run_job(dataset, ds, variant, normal_class, seed, out_dir: Path, preset: str
         return None
     t0 = time.perf_counter()
     x_fit, x_held, x_test, y_test = split(ds, normal_class)
+    if variant in BASELINES:
+        return run_baseline(dataset, variant, normal_class, seed, path, out_dir, preset, t0,
+                            (x_fit, x_test, y_test))
     det = Detector(preset=preset, seed=seed, **VARIANTS[variant])
     det.fit(x_fit, progress=False)
     fit_s = time.perf_counter() - t0
@@ -134,6 +137,30 @@ def run_job(dataset, ds, variant, normal_class, seed, out_dir: Path, preset: str
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
     line = f"{dataset}\t{variant}\t{normal_class}\t{seed}\t{fit_s:.1f}\t{arrays['total_s']:.1f}"
+    with open(out_dir / "jobs.tsv", "a") as f:
+        f.write(line + "\n")
+    return line
+
+
+def run_baseline(dataset, method, normal_class, seed, path: Path, out_dir: Path, preset: str, t0: float,
+                 data) -> str:
+    """A baseline trained on the same training normals (the held-out share left out, as for the
+    self-supervised variants) and scored on the same test images."""
+    from fgad.io.fileio import atomic_write_bytes
+    from fgad.methods import create_method
+
+    x_fit, x_test, y_test = data
+    det = create_method(method, preset=preset, seed=seed).fit(x_fit)
+    fit_s = time.perf_counter() - t0
+    scores = det.score(x_test)
+    total_s = time.perf_counter() - t0
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, y_test=y_test, test_scores=scores, fit_s=np.array(fit_s), total_s=np.array(total_s),
+                        floor_scores=mean_distance(x_fit, x_test))
+    atomic_write_bytes(path, buf.getvalue())
+    line = f"{dataset}\t{method}\t{normal_class}\t{seed}\t{fit_s:.1f}\t{total_s:.1f}"
     with open(out_dir / "jobs.tsv", "a") as f:
         f.write(line + "\n")
     return line
@@ -157,6 +184,9 @@ def main() -> int:
     p.add_argument("--out", default="study/dumps")
     p.add_argument("--preset", default="quick")
     args = p.parse_args()
+    unknown = set(args.variants.split(",")) - set(VARIANTS) - set(BASELINES)
+    if unknown:
+        p.error(f"unknown variant(s): {', '.join(sorted(unknown))}")
     torch.set_num_threads(1)
     out = Path(args.out)
     ds = load(args.dataset, Path(args.data))

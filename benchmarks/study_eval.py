@@ -183,21 +183,89 @@ def summary(tsv: Path) -> str:
     return "\n".join(lines)
 
 
+#: The report suite's rows: (shown name, variant, candidate). The improved detector's candidate is
+#: given on the command line (frozen on the development suite).
+COMPARED = (("paper's method (ours, eqs. 2-4)", "ours", "p|mean"), ("MHRot", "mhrot", "p|mean"),
+            ("DeepGEO", "deepgeo", "own"), ("GOAD", "goad", "own"))
+
+
+def report(tsv: Path, improved: str) -> str:
+    """Markdown: per dataset, the improved detector (``VARIANT:CANDIDATE``) and each method it is
+    compared with: mean AUROC (classes × seeds), then the improved one's paired difference to
+    each and to the floor, with a bootstrap 95% interval over classes (seeds of a class together)."""
+    import csv
+
+    from fgad.report.paired import paired_difference
+
+    variant, candidate = improved.split(":", 1)
+    methods = (("improved (calibrated)", variant, candidate), *COMPARED)
+    rows = list(csv.DictReader(open(tsv), delimiter="\t"))
+    lines = []
+    for ds in sorted({r["dataset"] for r in rows}):
+        res: dict[tuple, float] = {}
+        for r in rows:
+            if r["dataset"] != ds:
+                continue
+            key = (r["class"], int(r["seed"]))
+            for name, v, cand in methods:
+                if r["variant"] == v and r["candidate"] == cand:
+                    res[(name, *key)] = float(r["auroc"])
+            res[("floor", *key)] = float(r["floor"])
+        name0 = methods[0][0]
+        classes = sorted({c for (m, c, _s) in res if m == name0}, key=int)
+        if not classes:
+            continue
+        lines += [f"**{ds}**, classes {', '.join(classes)}", "",
+                  "| method | mean AUROC | classes × seeds | improved − method, 95% interval | wins/losses |",
+                  "|---|---:|---:|---|---:|"]
+        for name in [m[0] for m in methods] + ["floor"]:
+            vals = [v for (m, c, _s), v in res.items() if m == name and c in classes]
+            if not vals:
+                lines.append(f"| {name} | not run | 0 | | |")
+                continue
+            n_cls = len({c for (m, c, _s) in res if m == name and c in classes})
+            cell = ""
+            if name != name0:
+                d = paired_difference(res, name0, name, n_boot=4000)
+                if d is not None:
+                    cell = f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] | {d.wins_a}/{d.wins_b}"
+            lines.append(f"| {name} | {100 * np.mean(vals):.1f} | {n_cls} × {len(vals) // max(n_cls, 1)} | "
+                         f"{cell or ' | '} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dumps", help="folder of study_dump.py's files, or with --summary the TSV this script wrote")
     p.add_argument("--out", default="-")
     p.add_argument("--summary", action="store_true", help="print the Markdown summary of a TSV written before")
+    p.add_argument("--report", metavar="VARIANT:CANDIDATE",
+                   help="print the report-suite table of a TSV: this frozen candidate against every method")
     args = p.parse_args()
+    if args.report:
+        print(report(Path(args.dumps), args.report))
+        return 0
     if args.summary:
         print(summary(Path(args.dumps)))
         return 0
-    rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
+    header = "dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"
+    rows, done = [header], set()
+    if args.out != "-" and Path(args.out).exists():  # a rerun adds the jobs finished since
+        rows = Path(args.out).read_text().splitlines()
+        done = {tuple(r.split("\t")[:4]) for r in rows[1:]}
     for path in sorted(Path(args.dumps).glob("*/*/class*_seed*.npz")):
         dataset, variant = path.parts[-3], path.parts[-2]
         cls, seed = path.stem.replace("class", "").split("_seed")
+        if (dataset, variant, cls, seed) in done:
+            continue
+        d = dict(np.load(path))
+        floor = auroc(d["y_test"], d["floor_scores"])
+        if "test_scores" in d:  # a baseline (study_dump.BASELINES): its own score only
+            rows.append(f"{dataset}\t{variant}\t{cls}\t{seed}\town\t{auroc(d['y_test'], d['test_scores']):.5f}\t"
+                        f"{floor:.5f}\t")
+            continue
         job = Job(path)
-        floor = auroc(job.y, job.d["floor_scores"])
         checks = ";".join(f"{k}={v:.4f}" for k, v in job.checks().items())
         for name, score in candidates(job):
             rows.append(
@@ -207,7 +275,9 @@ def main() -> int:
     if args.out == "-":
         sys.stdout.write(text)
     else:
-        Path(args.out).write_text(text)
+        from fgad.io.fileio import atomic_write_text
+
+        atomic_write_text(args.out, text)
     return 0
 
 

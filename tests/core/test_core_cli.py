@@ -16,6 +16,7 @@ from fgad import Detector
 from fgad.cli import main
 
 FAST = ["--preset", "tiny", "--quiet", "--set", "steps=2", "--set", "image_size=16", "--device", "cpu"]
+PAPER = ["--method", "ours"]  # the paper's score: task sums, nothing held out
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def npz_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def npz_model(npz_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "model"
-    assert main(["train", str(npz_file), "--out", str(out), "--label", "1", *FAST]) == 0
+    assert main(["train", str(npz_file), "--out", str(out), "--label", "1", *FAST, *PAPER]) == 0
     return out
 
 
@@ -44,6 +45,32 @@ def test_train_on_npz_writes_a_model_and_no_checkpoints(npz_model):
     det = Detector.load(npz_model)
     assert det.info["n_train"] == 6  # the class-1 images only
     assert det.config.steps == 2 and det.config.image_size == 16
+
+
+def test_default_train_is_the_improved_detector(npz_file, tmp_path, capsys):
+    from fgad.core.config import IMPROVED
+
+    out = tmp_path / "m"
+    assert main(["train", str(npz_file), "--out", str(out), "--label", "1", *FAST]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "scoring.safetensors",
+                                                     "training_log.json"]
+    det = Detector.load(out)
+    assert {k: getattr(det.config, k) for k in IMPROVED} == IMPROVED
+    capsys.readouterr()
+    assert main(["score", str(out), str(npz_file), "--quiet"]) == 0
+    rows = read_csv(capsys.readouterr().out)
+    assert rows[0] == ["id", "anomaly_score", "normal_percentile", "normality_geometric", "normality_jigsaw",
+                       "normality_feature_knn"]
+    np.testing.assert_allclose([float(r[1]) for r in rows[1:]], det.score(np.load(npz_file)["x_train"]), atol=2e-6)
+
+
+def test_train_method_refuses_what_it_cannot_train_or_contradicts(npz_file, tmp_path, capsys):
+    out = str(tmp_path / "m")
+    assert main(["train", str(npz_file), "--out", out, *FAST, "--method", "deepgeo"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "--method 'deepgeo'")
+    assert main(["train", str(npz_file), "--out", out, *FAST, *PAPER, "--set", "task_score=logprob"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "task_score")
+    assert not (tmp_path / "m").exists()
 
 
 def test_score_npz_to_csv(npz_model, npz_file, tmp_path, capsys):
@@ -79,7 +106,7 @@ def write_pngs(folder, n=6, size=16, seed=0):
 def test_train_and_score_png_folder(tmp_path, capsys):
     folder = write_pngs(tmp_path / "imgs")
     model = tmp_path / "m"
-    assert main(["train", str(folder), "--out", str(model), *FAST, "--tasks", "geometric"]) == 0
+    assert main(["train", str(folder), "--out", str(model), *FAST, "--method", "mhrot"]) == 0
     assert "model written to" in capsys.readouterr().out
     assert Detector.load(model).input_shape == (16, 16, 1)
     assert main(["score", str(model), str(folder), "--out", str(tmp_path / "s.csv"), "--quiet"]) == 0
@@ -115,7 +142,7 @@ def test_corrupt_png_is_exit_2_and_leaves_nothing(tmp_path, capsys):
 def test_skip_unreadable_trains_on_the_rest(tmp_path, capsys):
     folder = write_pngs(tmp_path / "imgs", n=3)
     (folder / "broken.png").write_bytes(b"not an image")
-    assert main(["train", str(folder), "--out", str(tmp_path / "m"), *FAST, "--skip-unreadable"]) == 0
+    assert main(["train", str(folder), "--out", str(tmp_path / "m"), *FAST, *PAPER, "--skip-unreadable"]) == 0
     assert "skipped 1 unreadable" in capsys.readouterr().err
     assert Detector.load(tmp_path / "m").info["n_train"] == 3
 

@@ -11,8 +11,9 @@ from safetensors.torch import load_file, save_file
 
 import fgad
 from fgad import ConfigError, Detector, InputError, ModelFileError
+from fgad.core.config import PAPER_SCORING
 
-TINY = dict(preset="tiny", device="cpu")
+TINY = dict(preset="tiny", device="cpu", **PAPER_SCORING)
 
 
 def test_fit_and_score_shapes(grey_detector, grey_images):
@@ -154,8 +155,9 @@ def test_wrong_size_images_are_refused(grey_detector, make_images):
         grey_detector.score(make_images(2, 32, 32))
 
 
-def test_unfitted_detector_refuses_to_score_or_save(tmp_path, grey_images):
-    det = Detector(**TINY)
+@pytest.mark.parametrize("scoring", [PAPER_SCORING, {}], ids=["paper", "improved"])
+def test_unfitted_detector_refuses_to_score_or_save(tmp_path, grey_images, scoring):
+    det = Detector(**{**TINY, **scoring}) if scoring else Detector(preset="tiny", device="cpu")
     with pytest.raises(InputError, match="not fitted"):
         det.score(grey_images)
     with pytest.raises(InputError, match="not fitted"):

@@ -28,26 +28,30 @@ from .records import RECORD_VERSION, is_done, record_path, write_record
 
 @dataclass(frozen=True)
 class DataRef:
-    """How to load a dataset: registry name, root and options (so a worker can load it too)."""
+    """How to load a dataset: registry name, root and options (so a worker can load it too), and
+    the cap on test images per job (None: the whole test split; see :func:`capped_test_indices`)."""
 
     name: str
     root: str | None = None
     options: tuple[tuple[str, Any], ...] = ()
+    max_test: int | None = None
 
     def load(self):
         return _load_cached(self)
 
 
-_CACHE: dict[DataRef, Any] = {}
+_CACHE: dict[tuple, Any] = {}
+TEST_CAP_SEED = 12345  # with the class index, seeds which anomalies a capped test keeps
 
 
 def _load_cached(ref: DataRef):
     from ..data import load_dataset
 
-    if ref not in _CACHE:
+    key = (ref.name, ref.root, ref.options)
+    if key not in _CACHE:
         _CACHE.clear()  # one dataset at a time per process keeps memory bounded
-        _CACHE[ref] = load_dataset(ref.name, ref.root, **dict(ref.options))
-    return _CACHE[ref]
+        _CACHE[key] = load_dataset(ref.name, ref.root, **dict(ref.options))
+    return _CACHE[key]
 
 
 @dataclass
@@ -118,7 +122,8 @@ def plan_jobs(datasets: list[DataRef], methods: list[str], classes: str | None, 
     if shard_spec is not None:
         jobs = shard(jobs, *shard_spec)
     pending = [(j, r) for j, r in jobs
-               if not is_done(out_dir, j, None if overrides is None else method_overrides(j.method, overrides))]
+               if not is_done(out_dir, j, None if overrides is None else method_overrides(j.method, overrides),
+                              max_test=r.max_test)]
     return Plan(pending, skipped_done=len(jobs) - len(pending), total=total)
 
 
@@ -129,12 +134,15 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
     ``device`` (a worker's GPU) goes to every method with a ``device`` option.
     """
     from ..data import one_vs_all
+    from ..data.base import capped_test_indices
     from ..methods import FitContext, get_method
     from ..metrics import auroc, evaluate
 
     t_start = time.perf_counter()
     ds = ref.load()
     x_train, x_test, y_test = one_vs_all(ds, job.normal_class)
+    keep = capped_test_indices(y_test, ref.max_test, [TEST_CAP_SEED, job.normal_class])
+    x_test, y_test = x_test[keep], y_test[keep]
     method = get_method(job.method)
     kwargs = method_overrides(job.method, overrides)
     requested = dict(kwargs)
@@ -158,7 +166,8 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
         "job": job.to_dict(),
         "config": det.config_dict(),
         "overrides": requested,
-        "data": {"ref": {"name": ref.name, "root": ref.root, "options": dict(ref.options)}, "info": ds.info,
+        "data": {"ref": {"name": ref.name, "root": ref.root, "options": dict(ref.options), "max_test": ref.max_test},
+                 "info": ds.info,
                  "n_train": int(len(x_train)), "n_test": int(len(x_test))},
         "versions": versions(),
         "git_revision": git_revision(),
@@ -176,7 +185,7 @@ def run_job(job: Job, ref: DataRef, out_dir: str | Path, overrides: dict[str, An
     if det.info:
         record["method_info"] = _jsonable(det.info)
     if ds.groups_test is not None:
-        record["groups"] = [str(g) for g in ds.groups_test]
+        record["groups"] = [str(g) for g in ds.groups_test[keep]]
     write_record(out_dir, job, record)
     remove_checkpoints(ckpt)
     return record

@@ -22,7 +22,11 @@ from .report import print_report
 
 # The embedded default: no download, no files outside the installed packages, ~10 min on 2 cores.
 DEFAULT_DATASET = "fonts"
-DEFAULT_METHODS = "ours,mhrot,mean-distance"
+# The glyphs all 16 faces share (401 train / 134 test per face), anomalies capped at 1000 test
+# images per job: every normal test glyph is kept.
+DEFAULT_DATA_OPTIONS: dict[str, Any] = {"charset": "european", "test_fraction": 0.25}
+DEFAULT_MAX_TEST = 1000
+DEFAULT_METHODS = "calibrated,ours,mhrot,mean-distance"
 DEFAULT_CLASSES = "0-3"
 DEFAULT_OVERRIDES: dict[str, Any] = {"steps": 150}
 # What a results folder holds (records, per-job checkpoints and errors, the report).
@@ -33,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmark.jobs import parse_shard
     from ..benchmark.runner import DataRef, check_overrides, plan_jobs, run_plan, takes_option
     from ..core.config import load_config_file
+    from ..errors import ConfigError
 
     embedded = args.dataset is None
     datasets = [DEFAULT_DATASET] if embedded else [d.strip() for d in args.dataset.split(",") if d.strip()]
@@ -45,14 +50,17 @@ def run(args: argparse.Namespace) -> int:
         overrides.update(load_config_file(args.config))
     overrides.update(parse_overrides(args.set))
     check_overrides(methods, args.preset, overrides)  # a bad preset or key fails before any work
+    if args.max_test is not None and args.max_test != 0 and args.max_test < 2:
+        raise ConfigError(f"--max-test must be 0 (no cap) or >= 2, got {args.max_test}")
     check_output_folder(args.out, "a benchmark results folder", only_entries(lambda n: n in RESULTS_ENTRIES),
                         resume=True)
     if args.ray:
         from ..integrations.ray_runner import require_ray
 
         require_ray()  # Ray missing fails before any work
-    options = parse_overrides(args.data_option)
-    refs = [DataRef(d, args.data_root, tuple(sorted(options.items()))) for d in datasets]
+    options = {**(DEFAULT_DATA_OPTIONS if embedded else {}), **parse_overrides(args.data_option)}
+    max_test = args.max_test if args.max_test is not None else (DEFAULT_MAX_TEST if embedded else None)
+    refs = [DataRef(d, args.data_root, tuple(sorted(options.items())), max_test or None) for d in datasets]
     if args.download:
         from ..data import load_dataset
 
@@ -88,6 +96,9 @@ def add_command(sub: Any) -> None:
                         "METHOD.KEY=VALUE for one method's option, e.g. deepgeo.steps=100; repeatable")
     p.add_argument("--data-root", help="dataset folder or file (default $FGAD_DATA_DIR/<dataset>)")
     p.add_argument("--data-option", action="append", metavar="KEY=VALUE", help="dataset option, e.g. size=32")
+    p.add_argument("--max-test", type=int, metavar="N",
+                   help="at most N test images per job: every normal one and a seeded random share of the "
+                        "anomalies, the same for every method (default: the whole test split; 0: no cap)")
     p.add_argument("--download", action="store_true", help="download the dataset first (where allowed)")
     p.add_argument("--out", default="fgad-runs", help="results folder, resumed by a rerun (default fgad-runs; "
                                                       "a new or empty folder, or an earlier results folder)")

@@ -216,9 +216,9 @@ def is_fgad_json(path: Path, fmt: str) -> bool:
 
 def is_fgad_model(folder: Path) -> bool:
     """A folder written by ``fgad train`` (``Detector.save``): its files and nothing else."""
-    from ..core.detector import CONFIG_FILE, FORMAT, LOG_FILE, WEIGHTS_FILE
+    from ..core.detector import CONFIG_FILE, FORMAT, LOG_FILE, SCORING_FILE, WEIGHTS_FILE
 
-    return (only_entries(lambda n: n in (CONFIG_FILE, WEIGHTS_FILE, LOG_FILE))(folder)
+    return (only_entries(lambda n: n in (CONFIG_FILE, WEIGHTS_FILE, LOG_FILE, SCORING_FILE))(folder)
             and is_fgad_json(folder / CONFIG_FILE, FORMAT))
 
 

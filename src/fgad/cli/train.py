@@ -1,6 +1,7 @@
 """``fgad train IMAGES --out MODEL``: train a detector on normal images and save it.
 
     fgad train normal.npz --out model [--preset quick] [--set key=value ...] [--overwrite]
+    fgad train normal.npz --out model --method ours     # the paper's method, scored as the paper
     fgad train photos/ --out model [--size 64] [--resize crop|pad|stretch] [--channels grey|colour]
 
 Images of any size and mode become the model's input by one rule (:mod:`fgad.io.conform`),
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = config_overrides(args)
     if args.resize:
         overrides["resize"] = args.resize  # saved in the model's config: scoring applies it too
-    det = Detector(preset=args.preset, **overrides)  # validate the config before reading images
+    det = (method_detector(args.method, args.preset, overrides) if args.method
+           else Detector(preset=args.preset, **overrides))  # validate the config before reading images
     check_output_folder(args.out, "an fgad model", is_fgad_model, overwrite=args.overwrite)  # before training
     got = read_inputs(args.images, training_rule(args, det.config.resize), key=args.key, label=args.label,
                       skip_unreadable=args.skip_unreadable, max_pixels=args.max_pixels, what="training images")
@@ -53,9 +55,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def method_detector(name: str, preset: str, overrides: dict[str, Any]) -> Any:
+    """The detector of a named self-supervised method: its fixed settings, then the overrides
+    (one that contradicts the method is a ConfigError)."""
+    from ..errors import ConfigError
+    from ..methods import TASK_SETS, get_method
+
+    if name not in TASK_SETS:
+        raise ConfigError(f"--method {name!r}: fgad train trains the self-supervised methods "
+                          f"({', '.join(sorted(TASK_SETS))}); other methods run in fgad benchmark")
+    options = dict(overrides)
+    seed = options.pop("seed", 0)
+    return get_method(name).factory(preset=preset, seed=seed, **options).detector
+
+
 def add_command(sub: Any) -> None:
     p = sub.add_parser("train", help="train a detector on normal images")
     add_training_args(p)
+    p.add_argument("--method", help="a named method's fixed settings: ours (the paper's method and score), "
+                                    "mhrot, jigsaw... (default: fgad's improved detector, the config's defaults)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms on CUDA (slower)")
     add_image_args(p)
     add_input_rule_args(p)

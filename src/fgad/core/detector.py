@@ -1,17 +1,18 @@
-"""``Detector``: the paper's multi-task self-supervised anomaly detector behind one object.
+"""``Detector``: the multi-task self-supervised anomaly detector behind one object.
 
 Example:
     >>> from fgad import Detector
-    >>> det = Detector(preset="quick", tasks=("geometric", "jigsaw"))  # the paper's method
+    >>> det = Detector(preset="quick")      # fgad's improved detector (the defaults)
     >>> det.fit(normal_images)              # uint8 N×H×W or N×H×W×C, normal images only
     >>> scores = det.score(test_images)     # anomaly scores: higher = more anomalous
     >>> det.save("model/"); det = Detector.load("model/")
 
-``tasks=("geometric",)`` is MHRot, ``("jigsaw",)`` is jigsaw only, both is the paper's method.
-The scoring options (``task_score``, ``score_fusion``, ``feature_knn``...; see
-:mod:`fgad.core.scoring`) default to the paper's score; ``fgad.core.config.IMPROVED`` holds the
-improved detector's (method ``calibrated``).
+``tasks=("geometric",)`` is MHRot, ``("jigsaw",)`` is jigsaw only, both (the default) the paper's
+task set. The scoring options (``task_score``, ``score_fusion``, ``feature_knn``...; see
+:mod:`fgad.core.scoring`) default to the improved detector's (``fgad.core.config.IMPROVED``);
+``Detector(**PAPER_SCORING)`` scores as the paper (eqs. 2–4), as the ``ours`` method does.
 """
+
 
 from __future__ import annotations
 
@@ -161,10 +162,7 @@ class Detector:
         if x_np.shape[0] < 2:
             raise InputError("training images: at least 2 normal images are needed, got 1")
         cfg = self.config
-        held = None
-        if cfg.score_fusion in STANDARDISED_FUSIONS and cfg.normal_stats == "heldout":
-            keep, held = heldout_split(len(x_np), cfg.heldout_fraction, cfg.seed)
-        x_fit = x_np if held is None else x_np[keep]  # training never sees the held-out images
+        x_fit, held = self.split_heldout(x_np)
         seed_everything(cfg.seed)
         device = self.device
         if cfg.deterministic:
@@ -176,14 +174,33 @@ class Detector:
         self.history = train(self.net, self.tasks, x, cfg, device, checkpoint_dir=checkpoint_dir, progress=progress,
                              evaluate=evaluate, eval_every=eval_every)
         self.net.eval()
-        self.decision = None  # a threshold calibrated on another network no longer holds
-        self.heldout_indices = held
-        self._fit_scoring(x_fit, None if held is None else x_np[held], progress=bool(progress))
+        self.fit_scoring_state(x_np, held, progress=bool(progress))
         self.info = {"n_train": int(x_fit.shape[0]), "fit_s": round(time.perf_counter() - t0, 3),
                      "device": str(device), "versions": versions()}
         if held is not None:
             self.info["n_heldout"] = int(len(held))
         return self
+
+    def split_heldout(self, x_np: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The training images and the held-out indices (None: nothing held out): a seeded share
+        when the config's fusion needs held-out normal statistics. Training never sees them."""
+        cfg = self.config
+        if cfg.score_fusion in STANDARDISED_FUSIONS and cfg.normal_stats == "heldout":
+            keep, held = heldout_split(len(x_np), cfg.heldout_fraction, cfg.seed)
+            return x_np[keep], held
+        return x_np, None
+
+    def fit_scoring_state(self, x_np: np.ndarray, held: np.ndarray | None, *, progress: bool = False) -> None:
+        """After training on ``x_np`` minus ``held`` (:meth:`split_heldout`): forget any threshold
+        (it was calibrated on another network) and fit what the config's scoring needs."""
+        self.decision = None
+        self.heldout_indices = held
+        if held is None:
+            self._fit_scoring(x_np, None, progress=progress)
+            return
+        keep = np.ones(len(x_np), bool)
+        keep[held] = False
+        self._fit_scoring(x_np[keep], x_np[held], progress=progress)
 
     def _fit_scoring(self, x_fit: np.ndarray, x_held: np.ndarray | None, *, progress: bool) -> None:
         """After training: what the config's scoring needs beyond the network, in this order: the
@@ -364,6 +381,8 @@ class Detector:
                     knn_exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """:meth:`score_components`; ``knn_exclude``: per image, its own bank row to leave out
         of its neighbours (−1: none), for leave-one-out statistics on the training normals."""
+        if not self.is_fitted:  # before the fitted scoring state is read
+            raise InputError("the detector is not fitted: call fit() or Detector.load() first")
         cfg, device = self.config, self.device
         labels = {n: t.labels().to(device) for n, t in self.tasks.items()}
         alphas = None

@@ -128,6 +128,24 @@ def one_vs_all(ds: ImageDataset, normal_class: int | str) -> tuple[np.ndarray, n
     return x_train, ds.x_test, y
 
 
+def capped_test_indices(y_test: np.ndarray, max_images: int | None,
+                        rng: np.random.Generator | int = 0) -> np.ndarray:
+    """Which test images a capped one-vs-all test keeps: all of them when there are at most
+    ``max_images`` (or no cap); else every normal image (label 0) and a random share of the
+    anomalies (label 1), ``max_images`` in all but never fewer than half of it as anomalies.
+    Sorted indices; ``rng`` is a NumPy generator or a seed (fixed: both runs of a comparison
+    keep the same images)."""
+    n = len(y_test)
+    if max_images is None or n <= max_images:
+        return np.arange(n)
+    if max_images < 2:
+        raise ConfigError(f"the test cap must be >= 2 images, got {max_images}")
+    rng = np.random.default_rng(rng)
+    normal, anomalous = np.flatnonzero(y_test == 0), np.flatnonzero(y_test == 1)
+    n_anomalous = max(max_images - len(normal), min(len(anomalous), max_images // 2))
+    return np.sort(np.concatenate([normal, rng.choice(anomalous, n_anomalous, replace=False)]))
+
+
 def default_data_root() -> Path:
     """Where datasets live by default: ``$FGAD_DATA_DIR``, else ``~/.cache/fgad/data``.
 

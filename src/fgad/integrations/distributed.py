@@ -167,7 +167,8 @@ def fit_distributed(det, images: Any, *, checkpoint_dir: str | Path | None = Non
     det.build_network(det.input_shape[2], device=device)  # the initial weights of Detector.fit
     if sync_batchnorm:
         det.net = use_global_batchnorm(det.net, device)
-    x = to_tensor(x_np, cfg.image_size)
+    x_fit, held = det.split_heldout(x_np)  # the same split on every rank (seeded)
+    x = to_tensor(x_fit, cfg.image_size)
     t0 = time.perf_counter()
     det.history = train(det.net, det.tasks, x, cfg, device, checkpoint_dir=checkpoint_dir,
                         progress=progress, distributed=True)
@@ -177,10 +178,13 @@ def fit_distributed(det, images: Any, *, checkpoint_dir: str | Path | None = Non
     assert_replicas_agree(det.net)
     det.net = use_plain_batchnorm(det.net)
     det.net.eval()
-    det.info = {"n_train": int(x_np.shape[0]), "fit_s": round(time.perf_counter() - t0, 3), "device": str(device),
+    det.fit_scoring_state(x_np, held)  # every rank alike: the same weights, images and seeds
+    det.info = {"n_train": int(x_fit.shape[0]), "fit_s": round(time.perf_counter() - t0, 3), "device": str(device),
                 "versions": versions(),
                 "distributed": {"world_size": dist.get_world_size(), "backend": dist.get_backend(),
                                 "sync_batchnorm": bool(sync_batchnorm)}}
+    if held is not None:
+        det.info["n_heldout"] = int(len(held))
     return det
 
 

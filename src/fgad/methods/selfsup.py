@@ -8,8 +8,9 @@
 - ``jigsaw``: jigsaw only (the ablation's "Jigsaw" column);
 - ``rotation``, ``translation``: single tasks for the task-suitability study (Fig. 1).
 
-The method fixes the task set (``ours`` and ``calibrated`` also their scoring settings); every
-other :class:`~fgad.core.config.DetectorConfig` field is an option. ``detector`` is the
+The method fixes the task set and the scoring settings (``calibrated`` the improved detector's,
+the others the paper's: they are the paper's methods and baselines); every other
+:class:`~fgad.core.config.DetectorConfig` field is an option. ``detector`` is the
 :class:`~fgad.Detector` itself (calibration, explanations, export).
 """
 
@@ -118,28 +119,28 @@ class MHRot(SelfSupervised):
     """The geometric task only (MHRot)."""
 
     name = "mhrot"
-    fixed = {"tasks": ("geometric",)}
+    fixed = {"tasks": ("geometric",), **PAPER_SCORING}
 
 
 class JigsawOnly(SelfSupervised):
     """The jigsaw task only."""
 
     name = "jigsaw"
-    fixed = {"tasks": ("jigsaw",)}
+    fixed = {"tasks": ("jigsaw",), **PAPER_SCORING}
 
 
 class RotationOnly(SelfSupervised):
     """The rotation task only (RotNet)."""
 
     name = "rotation"
-    fixed = {"tasks": ("rotation",)}
+    fixed = {"tasks": ("rotation",), **PAPER_SCORING}
 
 
 class TranslationOnly(SelfSupervised):
     """The translation task only."""
 
     name = "translation"
-    fixed = {"tasks": ("translation",)}
+    fixed = {"tasks": ("translation",), **PAPER_SCORING}
 
 
 #: The task set of each self-supervised method.
