@@ -85,7 +85,7 @@ class DetectorConfig(Config):
     score_fusion: str = "zscore"
     normal_stats: str = "heldout"  # zscore/rank statistics from "heldout" normals or the "train" normals
     heldout_fraction: float = 0.2  # share of the normal images held out of training (zscore/rank + heldout)
-    feature_knn: int = 5  # k >= 1: a component, mean cosine distance of features to the k nearest normals
+    feature_knn: int = 1  # k >= 1: a component, mean cosine distance of features to the k nearest normals
     feature_bank_max: int = 4096  # training normals in the kNN bank at most (a seeded subsample)
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
