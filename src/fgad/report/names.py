@@ -19,6 +19,7 @@ PAPER_METHOD_ORDER = ("deepsad-75", "deepsad-25", "deepsad-10", "piad", "deepgeo
 _LAST_METHODS = ("ocsvm", "iforest", "mean-distance")
 
 _METHOD_NAMES = {
+    "calibrated": "fgad improved (calibrated)",
     "ours": "Ours",
     "mhrot": "MHRot",
     "jigsaw": "Jigsaw only",
@@ -47,10 +48,12 @@ def method_display_name(method: str) -> str:
 
 
 def method_sort_key(method: str) -> tuple:
-    """Paper order, then Jigsaw only, other Deep SAD ratios (high first), unknown methods
+    """Paper order (fgad's improved detector after the paper's method), then Jigsaw only, other Deep SAD ratios (high first), unknown methods
     (alphabetical), classical baselines, and the floor detector last."""
     if method in PAPER_METHOD_ORDER:
         return (0, PAPER_METHOD_ORDER.index(method), "")
+    if method == "calibrated":  # fgad's improved detector: right after the paper's method
+        return (0, len(PAPER_METHOD_ORDER), "")
     if method == "jigsaw":
         return (1, 0, "")
     m = _DEEPSAD.match(method)
