@@ -48,7 +48,8 @@ def method_display_name(method: str) -> str:
 
 
 def method_sort_key(method: str) -> tuple:
-    """Paper order (fgad's improved detector after the paper's method), then Jigsaw only, other Deep SAD ratios (high first), unknown methods
+    """Paper order (fgad's improved detector after the paper's method), then Jigsaw only, other
+    Deep SAD ratios (high first), unknown methods
     (alphabetical), classical baselines, and the floor detector last."""
     if method in PAPER_METHOD_ORDER:
         return (0, PAPER_METHOD_ORDER.index(method), "")
