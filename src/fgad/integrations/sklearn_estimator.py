@@ -8,9 +8,9 @@
 
 Orientation: scikit-learn's, not fgad's. ``score_samples`` is the negated anomaly score of
 :meth:`fgad.Detector.score`: the detector's own components and fusion (higher = more normal;
-with the paper's scoring it is the normality s(x) of eq. 3; with the improved detector's
-settings, ``config=dict(fgad.core.config.IMPROVED)``, the mean of the components z-scored
-against held-out normal images). ``fit`` sets ``offset_`` as scikit-learn's detectors do
+with the defaults, fgad's improved detector, the mean of the components z-scored against
+held-out normal images; with the paper's scoring, ``config=dict(fgad.core.config.PAPER_SCORING)``,
+the normality s(x) of eq. 3). ``fit`` sets ``offset_`` as scikit-learn's detectors do
 (IsolationForest, LocalOutlierFactor): the ``100 * contamination`` percentile of
 ``score_samples`` on the training images (NumPy's linear interpolation), so that about a
 ``contamination`` fraction of the training images gets a negative ``decision_function``.
