@@ -13,7 +13,6 @@ task set. The scoring options (``task_score``, ``score_fusion``, ``feature_knn``
 ``Detector(**PAPER_SCORING)`` scores as the paper (eqs. 2–4), as the ``ours`` method does.
 """
 
-
 from __future__ import annotations
 
 import time
@@ -174,7 +173,7 @@ class Detector:
         self.history = train(self.net, self.tasks, x, cfg, device, checkpoint_dir=checkpoint_dir, progress=progress,
                              evaluate=evaluate, eval_every=eval_every)
         self.net.eval()
-        self.fit_scoring_state(x_np, held, progress=bool(progress))
+        self.fit_scoring_state(x_fit, x_np, held, progress=bool(progress))
         self.info = {"n_train": int(x_fit.shape[0]), "fit_s": round(time.perf_counter() - t0, 3),
                      "device": str(device), "versions": versions()}
         if held is not None:
@@ -190,17 +189,13 @@ class Detector:
             return x_np[keep], held
         return x_np, None
 
-    def fit_scoring_state(self, x_np: np.ndarray, held: np.ndarray | None, *, progress: bool = False) -> None:
-        """After training on ``x_np`` minus ``held`` (:meth:`split_heldout`): forget any threshold
-        (it was calibrated on another network) and fit what the config's scoring needs."""
+    def fit_scoring_state(self, x_fit: np.ndarray, x_np: np.ndarray, held: np.ndarray | None, *,
+                          progress: bool = False) -> None:
+        """After training on ``x_fit`` (``x_np`` minus ``held``, :meth:`split_heldout`): forget any
+        threshold (it was calibrated on another network) and fit what the config's scoring needs."""
         self.decision = None
         self.heldout_indices = held
-        if held is None:
-            self._fit_scoring(x_np, None, progress=progress)
-            return
-        keep = np.ones(len(x_np), bool)
-        keep[held] = False
-        self._fit_scoring(x_np[keep], x_np[held], progress=progress)
+        self._fit_scoring(x_fit, None if held is None else x_np[held], progress=progress)
 
     def _fit_scoring(self, x_fit: np.ndarray, x_held: np.ndarray | None, *, progress: bool) -> None:
         """After training: what the config's scoring needs beyond the network, in this order: the

@@ -178,7 +178,7 @@ def fit_distributed(det, images: Any, *, checkpoint_dir: str | Path | None = Non
     assert_replicas_agree(det.net)
     det.net = use_plain_batchnorm(det.net)
     det.net.eval()
-    det.fit_scoring_state(x_np, held)  # every rank alike: the same weights, images and seeds
+    det.fit_scoring_state(x_fit, x_np, held)  # every rank alike: the same weights, images and seeds
     det.info = {"n_train": int(x_fit.shape[0]), "fit_s": round(time.perf_counter() - t0, 3), "device": str(device),
                 "versions": versions(),
                 "distributed": {"world_size": dist.get_world_size(), "backend": dist.get_backend(),
