@@ -191,7 +191,8 @@ SUITES = {"dev": {"mnist": range(5, 10), "cub": range(50, 100), "fonts": range(8
 #: The report suite's rows: (shown name, variant, candidate). The improved detector's candidate is
 #: given on the command line (frozen on the development suite).
 COMPARED = (("paper's method (ours, eqs. 2-4)", "ours", "p|mean"), ("MHRot", "mhrot", "p|mean"),
-            ("DeepGEO", "deepgeo", "own"), ("GOAD", "goad", "own"))
+            ("DeepGEO", "deepgeo", "own"), ("DeepGEO, softmax score", "deepgeo", "softmax"),
+            ("DeepGEO, log score", "deepgeo", "logprob"), ("GOAD", "goad", "own"))
 
 
 def report(tsv: Path, improved: str) -> str:
@@ -240,6 +241,48 @@ def report(tsv: Path, improved: str) -> str:
     return "\n".join(lines)
 
 
+#: Table 2 (item 5): which tasks the network learns, each scored the paper's way and the improved way.
+TABLE2_TASKS = (("geometric", "mhrot"), ("jigsaw", "jigsaw"), ("both", "ours"))
+
+
+def table2(tsv: Path, improved: str) -> str:
+    """Markdown: the paper's Table 2 retested, per dataset: geometric / jigsaw / both tasks, under
+    the paper's score (``p|mean``) and the improved one (``CANDIDATE``), mean AUROC over classes ×
+    seeds, and what adding the other task gives (both − one task, paired bootstrap 95% interval
+    over the classes every row ran)."""
+    import csv
+
+    from fgad.report.paired import paired_difference
+
+    rows = list(csv.DictReader(open(tsv), delimiter="\t"))
+    lines = []
+    for ds in sorted({r["dataset"] for r in rows}):
+        for score_name, cand in (("paper's score", "p|mean"), ("improved score", improved)):
+            res = {(v, r["class"], int(r["seed"])): float(r["auroc"]) for r in rows for _t, v in TABLE2_TASKS
+                   if r["dataset"] == ds and r["variant"] == v and r["candidate"] == cand}
+            floor = {(r["class"], int(r["seed"])): float(r["floor"]) for r in rows if r["dataset"] == ds}
+            runs = [{(c, s) for (m, c, s) in res if m == v} for _t, v in TABLE2_TASKS]
+            common = set.intersection(*runs)
+            if not common:
+                continue
+            seeds = sorted({s for _c, s in common})
+            classes = sorted({c for c, _s in common}, key=int)
+            res = {k: v for k, v in res.items() if k[1:] in common}
+            shown = cand.replace("|", ESCAPED_BAR)
+            lines += [f"**{ds}**, {score_name} (`{shown}`), classes {', '.join(classes)}, seeds "
+                      f"{', '.join(map(str, seeds))}; floor {100 * np.mean([floor[k] for k in common]):.1f}", "",
+                      "| tasks | mean AUROC | both − this, 95% interval | wins/losses |", "|---|---:|---|---:|"]
+            for name, v in TABLE2_TASKS:
+                mean = 100 * np.mean([a for (m, _c, _s), a in res.items() if m == v])
+                cell = " | "
+                if v != "ours":
+                    d = paired_difference(res, "ours", v, n_boot=4000)
+                    cell = f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] | {d.wins_a}/{d.wins_b}"
+                lines.append(f"| {name} | {mean:.1f} | {cell} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dumps", help="folder of study_dump.py's files, or with --summary the TSV this script wrote")
@@ -248,7 +291,12 @@ def main() -> int:
     p.add_argument("--suite", choices=sorted(SUITES), help="only the jobs of this suite's classes")
     p.add_argument("--report", metavar="VARIANT:CANDIDATE",
                    help="print the report-suite table of a TSV: this frozen candidate against every method")
+    p.add_argument("--table2", metavar="CANDIDATE",
+                   help="print Table 2 (geometric / jigsaw / both) of a TSV, paper's score and this candidate")
     args = p.parse_args()
+    if args.table2:
+        print(table2(Path(args.dumps), args.table2))
+        return 0
     if args.report:
         print(report(Path(args.dumps), args.report))
         return 0
@@ -268,9 +316,11 @@ def main() -> int:
             continue
         d = dict(np.load(path))
         floor = auroc(d["y_test"], d["floor_scores"])
-        if "test_scores" in d:  # a baseline (study_dump.BASELINES): its own score only
-            rows.append(f"{dataset}\t{variant}\t{cls}\t{seed}\town\t{auroc(d['y_test'], d['test_scores']):.5f}\t"
-                        f"{floor:.5f}\t")
+        if "test_scores" in d:  # a baseline (study_dump.BASELINES): its own score, and DeepGEO's others (2a)
+            for key in sorted(k for k in d if k.startswith("test_scores")):
+                name = key[len("test_scores_"):] or "own"
+                rows.append(f"{dataset}\t{variant}\t{cls}\t{seed}\t{name}\t{auroc(d['y_test'], d[key]):.5f}\t"
+                            f"{floor:.5f}\t")
             continue
         job = Job(path)
         checks = ";".join(f"{k}={v:.4f}" for k, v in job.checks().items())

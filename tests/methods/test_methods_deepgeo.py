@@ -8,6 +8,7 @@ import torch
 from scipy.special import polygamma
 
 from fgad.errors import ConfigError
+from fgad.io.preprocess import as_image_array, to_tensor
 from fgad.methods import FitContext
 from fgad.methods.deepgeo import DeepGEO, apply_geom72, fit_dirichlet, fit_dirichlet_stats, inverse_digamma, trigamma
 from fgad.tasks import build_task
@@ -57,6 +58,30 @@ def test_training_length_and_scoring_options(image_sets):
     soft = det.score(image_sets["grey"][:2], scoring="softmax")
     assert ((soft < 0) & (soft > -1)).all()  # minus a mean probability
     assert det.info["steps"] == 2
+
+
+def test_every_scoring_from_one_pass_matches_a_per_image_reference(image_sets):
+    """Dirichlet, softmax and log-softmax scores of one model, against a NumPy computation per
+    image from the network's own logits on the 72 views."""
+    x = image_sets["grey"][:3]
+    det = DeepGEO("tiny", 0).fit(x, FitContext(progress=False))
+    got = det.scores(x)
+    diag = np.arange(72)
+    for i in range(len(x)):
+        with torch.inference_mode():
+            xi = to_tensor(as_image_array(x[i : i + 1], "image"), 32, "cpu")
+            views = det.task.views(xi).flatten(0, 1)
+            logits = det.net(views).double().numpy()  # 72 views × 72 classes
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        logp = np.log(np.clip(p, 1e-12, None))
+        np.testing.assert_allclose(got["softmax"][i], -p[diag, diag].mean(), rtol=1e-9)
+        np.testing.assert_allclose(got["logprob"][i], -logp[diag, diag].mean(), rtol=1e-9)
+        np.testing.assert_allclose(got["dirichlet"][i], -((det.alpha - 1) * logp).sum() / 72, rtol=1e-9)
+    for scoring in ("dirichlet", "softmax", "logprob"):
+        np.testing.assert_array_equal(det.score(x, scoring=scoring), got[scoring])
+    with pytest.raises(ConfigError, match="scoring"):
+        det.scores(x, ("mahalanobis",))
 
 
 def test_unknown_option_is_a_config_error():
