@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -207,6 +208,16 @@ def _init_worker(devices, threads: int) -> None:
 
     _WORKER_DEVICE = devices.get() if devices is not None else None
     torch.set_num_threads(max(1, threads))
+    threading.Thread(target=exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def exit_when_orphaned(parent: int, interval_s: float = 0.5) -> None:
+    """Stop this worker once its parent is gone. A parent killed by SIGTERM or SIGKILL cannot tell
+    its pool to stop, and the workers would go on training unobserved, holding the cores; the job
+    in progress resumes from its checkpoints on the next run."""
+    while os.getppid() == parent:
+        time.sleep(interval_s)
+    os._exit(1)
 
 
 def _run_in_worker(job: Job, ref: DataRef, out_dir: str, overrides: dict[str, Any]) -> dict[str, Any]:
