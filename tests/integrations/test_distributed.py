@@ -105,22 +105,40 @@ def test_torchrun_with_dropout_keeps_replicas_equal_and_learns(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "fgad.cli.distributed", str(tmp_path / "normal.npz"), "--out", str(out), "--preset", "tiny",
            "--device", "cpu", "--checkpoint-dir", str(ckpt), "--quiet", "--no-sync-bn",
-           "--set", "steps=20", "--set", "image_size=16", "--set", "batch_size=4", "--set", "checkpoint_every=8"]
+           "--set", "steps=20", "--set", "image_size=16", "--set", "batch_size=4", "--set", "checkpoint_every=8",
+           "--channels", "colour"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "2 processes" in res.stderr
     det = Detector.load(out)
     assert det.info["distributed"] == {"world_size": 2, "backend": "gloo", "sync_batchnorm": False}
+    assert det.input_shape == (16, 16, 3)  # --channels: grey images became colour, as with fgad train
+    assert res.stderr.count("grey") == 1, res.stderr  # the conversion is reported once (by rank 0)
     assert not ckpt.exists()
     # The default (improved) detector: trained without its held-out share, its scoring state
     # fitted after training as Detector.fit does, and so it scores like any saved model.
     assert det.info["n_train"] == 6 and det.info["n_heldout"] == 2 and len(det.heldout_indices) == 2
     assert det.feature_bank.shape[0] == 6 and det.normal_stats is not None
-    assert np.isfinite(det.score(images)).all()
+    assert np.isfinite(det.score(np.repeat(images[..., None], 3, axis=-1))).all()
     log = json.loads((out / "training_log.json").read_text())
     assert [e["step"] for e in log] == [10, 20]
     assert log[-1]["loss"] < log[0]["loss"]
+
+
+def test_torchrun_entry_takes_every_option_of_fgad_train():
+    """The input rule (--size, --resize, --channels), --method and the image reading options."""
+    import argparse
+
+    from fgad.cli.distributed import build_parser
+    from fgad.cli.train import add_command
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    add_command(sub)
+    train = {o for a in sub.choices["train"]._actions for o in a.option_strings}
+    torchrun = {o for a in build_parser()._actions for o in a.option_strings}
+    assert train - torchrun == {"--deterministic"}
+    assert {"--size", "--resize", "--channels", "--method", "--skip-unreadable"} <= torchrun
 
 
 def test_torchrun_entry_refuses_to_run_without_torchrun(tmp_path, monkeypatch, capsys):

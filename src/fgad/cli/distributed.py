@@ -18,15 +18,12 @@ PROG = "python -m fgad.cli.distributed"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .common import add_training_args
+    from .train import add_train_options
 
     p = argparse.ArgumentParser(prog=PROG, description="Data-parallel training of an fgad detector; run it with "
                                 "torchrun, e.g. torchrun --nproc_per_node=4 -m fgad.cli.distributed IMAGES --out MODEL")
-    add_training_args(p)  # as fgad train; rank 0 writes the model and the checkpoints
-    p.add_argument("--key", help="array name inside an .npz file (default x_train)")
-    p.add_argument("--label", type=int, help="only the images of this class (needs a label array)")
+    add_train_options(p)  # as fgad train; rank 0 writes the model and the checkpoints
     p.add_argument("--no-sync-bn", action="store_true", help="batch-norm statistics per rank, not global")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -34,11 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
-    from ..core.detector import Detector
     from ..errors import FgadError
     from ..integrations.distributed import process_group_backend, rank_device, run_rank
-    from ..io.inputs import load_images
-    from .common import check_output_folder, config_overrides, is_fgad_model
+    from .common import check_output_folder, is_fgad_model
+    from .train import build_detector, read_training_images
 
     args = build_parser().parse_args(argv)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
@@ -46,9 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               "...), or call fgad.integrations.distributed.train_ddp", file=sys.stderr)
         return 2
     try:
-        det = Detector(preset=args.preset, **config_overrides(args))
+        det = build_detector(args)
         check_output_folder(args.out, "an fgad model", is_fgad_model, overwrite=args.overwrite)
-        images, _, _ = load_images(args.images, key=args.key, label=args.label)
+        images = read_training_images(args, det, report=os.environ["RANK"] == "0")  # every rank reads them
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         device = rank_device(det.config.device, local_rank)
     except FgadError as exc:

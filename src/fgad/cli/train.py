@@ -32,27 +32,42 @@ from .common import (
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.detector import Detector
     from ..io.fileio import checkpoint_folder, remove_checkpoints
-    from ..io.inputs import read_inputs
 
-    overrides = config_overrides(args)
-    if args.resize:
-        overrides["resize"] = args.resize  # saved in the model's config: scoring applies it too
-    det = (method_detector(args.method, args.preset, overrides) if args.method
-           else Detector(preset=args.preset, **overrides))  # validate the config before reading images
+    det = build_detector(args)  # validate the config before reading images
     check_output_folder(args.out, "an fgad model", is_fgad_model, overwrite=args.overwrite)  # before training
-    got = read_inputs(args.images, training_rule(args, det.config.resize), key=args.key, label=args.label,
-                      skip_unreadable=args.skip_unreadable, max_pixels=args.max_pixels, what="training images")
-    images = got.images
-    print_conversions(got.conversions)
-    print_skipped(got.skipped)
+    images = read_training_images(args, det)
     ckpt = args.checkpoint_dir or str(Path(args.out).with_name(Path(args.out).name + ".checkpoints"))
     det.fit(images, checkpoint_dir=checkpoint_folder(ckpt), progress=not args.quiet)
     det.save(args.out)
     remove_checkpoints(ckpt)  # the finished model supersedes them
     print(f"trained on {len(images)} images in {det.info['fit_s']:.1f} s; model written to {args.out}")
     return 0
+
+
+def build_detector(args: argparse.Namespace) -> Any:
+    """The unfitted detector ``fgad train``'s options ask for (shared with the torchrun entry)."""
+    from ..core.detector import Detector
+
+    overrides = config_overrides(args)
+    if args.resize:
+        overrides["resize"] = args.resize  # saved in the model's config: scoring applies it too
+    if args.method:
+        return method_detector(args.method, args.preset, overrides)
+    return Detector(preset=args.preset, **overrides)
+
+
+def read_training_images(args: argparse.Namespace, det: Any, *, report: bool = True) -> Any:
+    """The training images by the options' input rule; conversions and skipped files are printed
+    on standard error when ``report``."""
+    from ..io.inputs import read_inputs
+
+    got = read_inputs(args.images, training_rule(args, det.config.resize), key=args.key, label=args.label,
+                      skip_unreadable=args.skip_unreadable, max_pixels=args.max_pixels, what="training images")
+    if report:
+        print_conversions(got.conversions)
+        print_skipped(got.skipped)
+    return got.images
 
 
 def method_detector(name: str, preset: str, overrides: dict[str, Any]) -> Any:
@@ -69,12 +84,17 @@ def method_detector(name: str, preset: str, overrides: dict[str, Any]) -> Any:
     return get_method(name).factory(preset=preset, seed=seed, **options).detector
 
 
-def add_command(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a detector on normal images")
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """Every option of ``fgad train`` that the torchrun entry ``fgad.cli.distributed`` shares."""
     add_training_args(p)
     p.add_argument("--method", help="a named method's fixed settings: ours (the paper's method and score), "
                                     "mhrot, jigsaw... (default: fgad's improved detector, the config's defaults)")
-    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms on CUDA (slower)")
     add_image_args(p)
     add_input_rule_args(p)
+
+
+def add_command(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a detector on normal images")
+    add_train_options(p)
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms on CUDA (slower)")
     p.set_defaults(func=run)
