@@ -158,6 +158,19 @@ class AnomalyDetector(abc.ABC):
             return resolve_device(self.config.device)
         return torch.device("cpu")
 
+    def start_fit(self, images: Any, context: FitContext | None) -> tuple[np.ndarray, FitContext]:
+        """The common start of a fit: the context checked, the training images validated (uint8
+        N×H×W×C), every random generator seeded from the config, the input shape recorded (scoring
+        checks images against it)."""
+        from ..core.seeding import seed_everything
+        from ..io.preprocess import as_image_array
+
+        context = self.fit_context(context)
+        x_np = as_image_array(images, "training images")
+        seed_everything(self.config.seed)
+        self.input_shape = tuple(int(s) for s in x_np.shape[1:])
+        return x_np, context
+
     def fit_context(self, context: FitContext | None) -> FitContext:
         """``context`` (default: a plain one), refused when it asks what the method cannot do."""
         context = FitContext() if context is None else context

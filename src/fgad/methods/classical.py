@@ -34,10 +34,9 @@ import numpy as np
 import torch
 
 from ..core.config import Config, check_positive
-from ..core.seeding import seed_everything
 from ..errors import ConfigError, ModelFileError
 from ..io.modelfolder import ModelFolder
-from ..io.preprocess import as_image_array, to_tensor
+from ..io.preprocess import to_tensor
 from ..io.provenance import versions
 from .base import AnomalyDetector, FitContext, SavedState
 from .common import Timer, check_images
@@ -142,13 +141,10 @@ class Classical(AnomalyDetector):
 
     def fit(self, images: Any, context: FitContext | None = None) -> "Classical":
         """Fit on normal images (uint8 N×H×W[×C])."""
-        self.fit_context(context)
-        x_np = as_image_array(images, "training images")
-        seed_everything(self.config.seed)
+        x_np, _ = self.start_fit(images, context)
         if self.config.features.startswith("wrn:"):
             folder = Path(self.config.features[4:]).expanduser().resolve()
             self.config.features = f"wrn:{folder}"
-        self.input_shape = tuple(int(s) for s in x_np.shape[1:])
         with Timer() as timer:
             feats = self._features(x_np)
             self._fit_features(feats)

@@ -51,10 +51,10 @@ from torch import nn
 
 from ..core.config import Config, check_choice, check_positive
 from ..core.scoring import PROB_FLOOR, fit_dirichlet, fit_dirichlet_stats, inverse_digamma, trigamma  # noqa: F401
-from ..core.seeding import generator, seed_everything
+from ..core.seeding import generator
 from ..errors import ConfigError, ModelFileError
 from ..io.modelfolder import ModelFolder, join_states, split_state
-from ..io.preprocess import as_image_array, to_tensor
+from ..io.preprocess import to_tensor
 from ..io.provenance import versions
 from ..io.safeload import load_state_checked
 from ..nets import WideResNet
@@ -162,12 +162,8 @@ class DeepGEO(AnomalyDetector):
         """Train on normal images (uint8 N×H×W[×C]), then fit the 72 Dirichlet distributions."""
         from tqdm.auto import tqdm
 
-        progress = self.fit_context(context).progress
-        x_np = as_image_array(images, "training images")
-        cfg = self.config
-        seed_everything(cfg.seed)
-        device = self.device
-        self.input_shape = tuple(int(s) for s in x_np.shape[1:])
+        x_np, context = self.start_fit(images, context)
+        progress, cfg, device = context.progress, self.config, self.device
         self.net = GeomNet(cfg.depth, cfg.width, self.input_shape[2]).to(device)
         x = to_tensor(x_np, cfg.image_size, device)
         n = x.shape[0]

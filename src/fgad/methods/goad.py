@@ -73,10 +73,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.config import Config, check_choice, check_positive
-from ..core.seeding import generator, seed_everything
+from ..core.seeding import generator
 from ..errors import ModelFileError
 from ..io.modelfolder import ModelFolder, join_states, split_state
-from ..io.preprocess import as_image_array, to_tensor
+from ..io.preprocess import to_tensor
 from ..io.provenance import versions
 from ..io.safeload import load_state_checked
 from ..nets import WideResNet
@@ -228,12 +228,8 @@ class GOAD(AnomalyDetector):
         """Train on normal images (uint8 N×H×W[×C]) and set the 72 centres."""
         from tqdm.auto import tqdm
 
-        progress = self.fit_context(context).progress
-        x_np = as_image_array(images, "training images")
-        cfg = self.config
-        seed_everything(cfg.seed)
-        device = self.device
-        self.input_shape = tuple(int(s) for s in x_np.shape[1:])
+        x_np, context = self.start_fit(images, context)
+        progress, cfg, device = context.progress, self.config, self.device
         self.net = self._new_net(self.input_shape[2]).to(device)
         if cfg.channels_last:
             self.net.to(memory_format=torch.channels_last)

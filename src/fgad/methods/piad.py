@@ -58,10 +58,10 @@ import torch
 from torch import nn
 
 from ..core.config import Config, check_positive
-from ..core.seeding import derive_seed, generator, seed_everything
+from ..core.seeding import derive_seed, generator
 from ..errors import ConfigError
 from ..io.modelfolder import ModelFolder, join_states, split_state
-from ..io.preprocess import as_image_array, to_tensor
+from ..io.preprocess import to_tensor
 from ..io.provenance import versions
 from ..io.safeload import load_state_checked
 from ..nets.piad_nets import Encoder, Generator, LatentDiscriminator
@@ -259,12 +259,8 @@ class PIAD(AnomalyDetector):
         """Train on normal images (uint8 N×H×W[×C])."""
         from tqdm.auto import tqdm
 
-        progress = self.fit_context(context).progress
-        x_np = as_image_array(images, "training images")
-        cfg = self.config
-        seed_everything(cfg.seed)
-        device = self.device
-        self.input_shape = tuple(int(s) for s in x_np.shape[1:])
+        x_np, context = self.start_fit(images, context)
+        progress, cfg, device = context.progress, self.config, self.device
         ch = self.input_shape[2]
         self.arch = a = self._resolve_arch(ch)
         self.vgg_source = resolve_vgg_source(self.config)  # again: from_config() skips the constructor's check
