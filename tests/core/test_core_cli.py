@@ -55,6 +55,8 @@ def test_default_train_is_the_improved_detector(npz_file, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "scoring.safetensors",
                                                      "training_log.json"]
     det = Detector.load(out)
+    n, held = det.info["n_train"] + det.info["n_heldout"], det.info["n_heldout"]
+    assert held > 0 and f"trained on {n - held} of {n} images ({held} held out" in capsys.readouterr().out
     assert {k: getattr(det.config, k) for k in IMPROVED} == IMPROVED
     capsys.readouterr()
     assert main(["score", str(out), str(npz_file), "--quiet"]) == 0

@@ -82,6 +82,27 @@ def read_scores(text):
     return {r["id"]: float(r["anomaly_score"]) for r in rows}
 
 
+def test_pictures_of_fgad_explain_in_a_folder_are_never_read_as_images(mixed, mixed_model, tmp_path, capsys):
+    """Explaining an image writes NAME.explain.png beside it: the folder's next scoring (or
+    training) leaves it out, and says so."""
+    folder, files = mixed
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    name = "rgb_640x480.jpg"
+    (incoming / name).write_bytes((folder / name).read_bytes())
+    assert main(["explain", str(mixed_model), str(incoming / name)]) == 0
+    assert (incoming / "rgb_640x480.explain.png").is_file()
+    capsys.readouterr()
+    assert main(["score", str(mixed_model), str(incoming), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert list(read_scores(out.out)) == [name]
+    assert "left out 1 picture(s) written by fgad explain (*.explain.png)" in out.err
+    assert list_images(incoming) == [incoming / name]
+    (incoming / name).unlink()
+    assert main(["score", str(mixed_model), str(incoming), "--quiet"]) == 2
+    assert "no image files in this folder (only 1 picture(s) of fgad explain)" in capsys.readouterr().err
+
+
 def test_every_mode_decodes_to_8_bit_grey_or_rgb(mixed):
     folder, files = mixed
     for name, (h, w, colour) in files.items():

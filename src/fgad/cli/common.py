@@ -172,6 +172,7 @@ def read_for_model(det: Any, path: str, args: argparse.Namespace, *, key: str | 
     got = read_inputs(path, rule, key=key, label=label, skip_unreadable=getattr(args, "skip_unreadable", False),
                       max_pixels=getattr(args, "max_pixels", None), what=what)
     print_conversions(got.conversions)
+    print_left_out(got.left_out)
     return got
 
 
@@ -179,6 +180,13 @@ def print_conversions(conversions: Any) -> None:
     """One line on standard error, when the rule changed any image (fgad.io.conform.Conversions)."""
     if conversions:
         print(str(conversions), file=sys.stderr)
+
+
+def print_left_out(left_out: Sequence[Any]) -> None:
+    """One line on standard error when a folder held pictures of fgad explain (never read as images)."""
+    if left_out:
+        print(f"left out {len(left_out)} picture(s) written by fgad explain (*.explain.png), e.g. {left_out[0]}",
+              file=sys.stderr)
 
 
 def print_skipped(skipped: Sequence[Any]) -> None:

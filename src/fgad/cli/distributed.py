@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..errors import FgadError
     from ..integrations.distributed import process_group_backend, rank_device, run_rank
     from .common import check_output_folder, is_fgad_model
-    from .train import build_detector, read_training_images
+    from .train import build_detector, read_training_images, trained_on
 
     args = build_parser().parse_args(argv)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run_rank(det, images, args.out, args.checkpoint_dir, not args.quiet, not args.no_sync_bn)
         if dist.get_rank() == 0:
-            print(f"trained on {len(images)} images with {dist.get_world_size()} processes; "
+            print(f"{trained_on(det, len(images))} with {dist.get_world_size()} processes; "
                   f"model written to {args.out}", file=sys.stderr)
     finally:
         dist.destroy_process_group()

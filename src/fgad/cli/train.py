@@ -26,6 +26,7 @@ from .common import (
     config_overrides,
     is_fgad_model,
     print_conversions,
+    print_left_out,
     print_skipped,
     training_rule,
 )
@@ -41,8 +42,16 @@ def run(args: argparse.Namespace) -> int:
     det.fit(images, checkpoint_dir=checkpoint_folder(ckpt), progress=not args.quiet)
     det.save(args.out)
     remove_checkpoints(ckpt)  # the finished model supersedes them
-    print(f"trained on {len(images)} images in {det.info['fit_s']:.1f} s; model written to {args.out}")
+    print(f"{trained_on(det, len(images))} in {det.info['fit_s']:.1f} s; model written to {args.out}")
     return 0
+
+
+def trained_on(det: Any, n_images: int) -> str:
+    """"trained on N images", saying how many of them were held out of training for the score."""
+    held = det.info.get("n_heldout", 0)
+    if not held:
+        return f"trained on {n_images} images"
+    return f"trained on {n_images - held} of {n_images} images ({held} held out for the score's normal statistics)"
 
 
 def build_detector(args: argparse.Namespace) -> Any:
@@ -66,6 +75,7 @@ def read_training_images(args: argparse.Namespace, det: Any, *, report: bool = T
                       skip_unreadable=args.skip_unreadable, max_pixels=args.max_pixels, what="training images")
     if report:
         print_conversions(got.conversions)
+        print_left_out(got.left_out)
         print_skipped(got.skipped)
     return got.images
 

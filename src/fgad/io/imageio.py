@@ -27,16 +27,26 @@ PARALLEL_MIN_FILES = 64  # fewer files are decoded serially: not worth starting 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """All files under ``folder`` with an image extension, sorted by path."""
+#: ``fgad explain`` writes its pictures beside the image explained: outputs, never inputs.
+EXPLANATION_SUFFIX = ".explain.png"
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True, *,
+                left_out: list[Path] | None = None) -> list[Path]:
+    """All files under ``folder`` with an image extension, sorted by path, except the pictures
+    ``fgad explain`` wrote there (``*.explain.png``): explaining an image of a folder must not add
+    an image to the folder's next training or scoring. Those are appended to ``left_out`` when given."""
     folder = Path(folder)
     if not folder.exists():
         raise InputError(f"{folder}: no such folder")
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
     pattern = "**/*" if recursive else "*"
-    files = [p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    return sorted(files)
+    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    explanations = [p for p in files if p.name.lower().endswith(EXPLANATION_SUFFIX)]
+    if left_out is not None:
+        left_out.extend(explanations)
+    return [p for p in files if not p.name.lower().endswith(EXPLANATION_SUFFIX)]
 
 
 def read_image(path: str | os.PathLike, mode: str | None = None, *, max_pixels: int | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +25,14 @@ from .imageio import image_header, list_images, map_files, read_image
 @dataclass
 class Inputs:
     """Images read for a model: uint8 N×H×W×C, their ids (paths relative to the folder, or
-    indices in the ``.npz`` array), the files skipped as unreadable, and the conversions made."""
+    indices in the ``.npz`` array), the files skipped as unreadable, the conversions made, and
+    the pictures of ``fgad explain`` found in the folder and left out."""
 
     images: np.ndarray
     ids: list[str]
     skipped: list[Path]
     conversions: Conversions
+    left_out: list[Path] = field(default_factory=list)
 
 
 def read_inputs(path: str | Path, rule: InputRule = InputRule(), *, key: str | None = None,
@@ -69,9 +71,11 @@ def read_inputs(path: str | Path, rule: InputRule = InputRule(), *, key: str | N
 
 def _read_folder(folder: Path, rule: InputRule, skip_unreadable: bool, max_pixels: int | None,
                  workers: int | None) -> Inputs:
-    files = list_images(folder)
+    left_out: list[Path] = []
+    files = list_images(folder, left_out=left_out)
     if not files:
-        raise InputError(f"{folder}: no image files in this folder")
+        raise InputError(f"{folder}: no image files in this folder"
+                         + (f" (only {len(left_out)} picture(s) of fgad explain)" if left_out else ""))
     skipped: list[Path] = []
 
     def readable(fn):  # fn(path), or None for an unreadable file when skipping them
@@ -119,7 +123,7 @@ def _read_folder(folder: Path, rule: InputRule, skip_unreadable: bool, max_pixel
         kept.append(p)
     if not out:
         raise InputError(f"no readable images ({len(skipped)} unreadable skipped)")
-    return Inputs(np.stack(out), [str(p.relative_to(folder)) for p in kept], sorted(skipped), counts)
+    return Inputs(np.stack(out), [str(p.relative_to(folder)) for p in kept], sorted(skipped), counts, left_out)
 
 
 def load_images(path: str | Path, *, key: str | None = None, label: int | None = None,
