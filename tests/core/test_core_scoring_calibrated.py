@@ -175,6 +175,20 @@ def test_zscore_and_rank_fusion_by_hand():
         fuse(new, "zscore")
 
 
+def test_weighted_fusion_by_hand():
+    comps = {"a": np.array([1.0, 2.0, 3.0, 6.0]), "feature_knn": np.array([0.0, -1.0, -2.0, -1.0])}
+    stats = NormalStats.fit(comps, "heldout")
+    new = {"a": np.array([3.0, 0.0]), "feature_knn": np.array([-1.0, -3.0])}
+    za = (new["a"] - stats.mean["a"]) / stats.std["a"]
+    zf = (new["feature_knn"] - stats.mean["feature_knn"]) / stats.std["feature_knn"]
+    np.testing.assert_allclose(fuse(new, "zscore", stats=stats, weights={"feature_knn": 3.0}), (za + 3 * zf) / 4,
+                               rtol=1e-12)
+    np.testing.assert_array_equal(fuse(new, "zscore", stats=stats, weights={}), fuse(new, "zscore", stats=stats))
+    got = scoring.fuse_tensors({n: torch.from_numpy(v) for n, v in new.items()}, "zscore", stats=stats,
+                               weights={"feature_knn": 3.0})
+    np.testing.assert_allclose(got.numpy(), (za + 3 * zf) / 4, rtol=1e-12)
+
+
 def test_percentile_below_and_heldout_split():
     ref = np.sort(np.array([-3.0, -1.0, 0.5, 2.0]))
     np.testing.assert_allclose(percentile_below([-5.0, -1.0, 1.0, 9.0], ref), [0.0, 25.0, 75.0, 100.0])
@@ -196,7 +210,9 @@ def test_config_checks_the_scoring_options():
                        ({"feature_knn": -1}, "'feature_knn' must be >= 0"),
                        ({"feature_knn": 3, "score_fusion": "sum"},
                         "'feature_knn' needs score_fusion 'zscore' or 'rank'"),
-                       ({"feature_knn": 3, "score_fusion": "rank", "feature_bank_max": 1}, "'feature_bank_max'")]:
+                       ({"feature_knn": 3, "score_fusion": "rank", "feature_bank_max": 1}, "'feature_bank_max'"),
+                       ({"feature_weight": 0.0}, "'feature_weight' must be > 0"),
+                       ({"feature_knn": 0, "feature_weight": 3.0}, "'feature_weight' weighs the feature_knn")]:
         with pytest.raises(ConfigError, match=match):
             fgad.Detector(**TINY, **bad)
 
@@ -214,6 +230,39 @@ def dirichlet_rank(grey_images):
     """Dirichlet task scores, a 2-NN feature component on a bank of 6, rank fusion on the training normals."""
     return fgad.Detector(**TINY, task_score="dirichlet", score_fusion="rank", normal_stats="train", feature_knn=2,
                          feature_bank_max=6).fit(grey_images, progress=False)
+
+
+def test_feature_weight_scores_a_weighted_mean_and_is_saved(grey_images, make_images, tmp_path):
+    """feature_weight = W: −(Σ task z-scores + W·z_feature) / (tasks + W), the held-out normals'
+    sorted scores (the percentile's reference) by the same rule; saved and reloaded."""
+    det = fgad.Detector(**TINY, feature_weight=3.0).fit(grey_images, progress=False)
+    x = make_images(5, seed=9)
+    comps, st = det.score_components(x), det.normal_stats
+    z = {n: (comps[n] - st.mean[n]) / st.std[n] for n in comps}
+    want = -(z["geometric"] + z["jigsaw"] + 3.0 * z["feature_knn"]) / 5.0
+    np.testing.assert_allclose(det.score(x), want, rtol=1e-12)
+    held = grey_images[det.heldout_indices]
+    # (float32 features differ in their last bits with the batching; z-scores magnify that)
+    np.testing.assert_allclose(st.anomaly_scores, np.sort(det.score(held)), rtol=1e-3, atol=1e-4)
+    from fgad.tools.explain import breakdown, format_breakdown
+
+    b = breakdown(det, x[:1])[0]
+    assert b["weights"] == {"feature_knn": 3.0} and b["normality"] == pytest.approx(-want[0], rel=1e-4)
+    assert "= weighted mean (feature_knn x 3, others x 1) of the fused components" in format_breakdown(b)
+    det.save(tmp_path / "m")
+    again = fgad.Detector.load(tmp_path / "m")
+    assert again.config.feature_weight == 3.0
+    np.testing.assert_array_equal(again.score(x), det.score(x))
+
+
+def test_a_model_saved_before_the_weight_loads_with_weight_1(logprob_zscore, tmp_path):
+    det = logprob_zscore
+    det.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    del meta["config"]["feature_weight"]  # as written before the option existed
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    again = fgad.Detector.load(tmp_path / "m")
+    assert again.config.feature_weight == 1.0 and again.fusion_weights is None
 
 
 @pytest.mark.slow

@@ -194,6 +194,14 @@ def test_calibrated_model_parity(calibrated_detector, tmp_path):
 
 
 @pytest.mark.slow
+def test_weighted_feature_component_parity(tmp_path):
+    det = Detector(preset="tiny", device="cpu", steps=2, image_size=16, **{**IMPROVED, "feature_weight": 3.0})
+    det.fit(random_uint8(15, 16, 16, seed=14), progress=False)
+    meta = check_parity(det, random_uint8(5, 16, 16, seed=46), tmp_path / "weighted.onnx")
+    assert meta["scoring"]["weights"] == {"feature_knn": 3.0}
+
+
+@pytest.mark.slow
 def test_dirichlet_rank_and_jigsaw_draws_parity(tmp_path):
     det = Detector(preset="tiny", device="cpu", steps=2, image_size=16, task_score="dirichlet", score_fusion="rank",
                    normal_stats="train", feature_knn=2, jigsaw_test_draws=2)

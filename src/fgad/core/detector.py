@@ -221,7 +221,7 @@ class Detector:
             comps = self._components(x_fit, progress=progress, knn_exclude=exclude)
         stats = NormalStats.fit(comps, cfg.normal_stats)
         if x_held is not None:
-            stats.anomaly_scores = np.sort(-fuse(comps, cfg.score_fusion, self.task_terms, stats))
+            stats.anomaly_scores = np.sort(-fuse(comps, cfg.score_fusion, self.task_terms, stats, self.fusion_weights))
         self.normal_stats = stats
 
     @torch.inference_mode()
@@ -417,7 +417,14 @@ class Detector:
         if fusion in RAW_FUSIONS and FEATURE_COMPONENT in components:
             raise InputError(f"fusion {fusion!r} cannot add the feature-space component to task scores; "
                              f"use 'zscore' or 'rank'")
-        return fuse(components, fusion, self.task_terms, self.normal_stats)
+        return fuse(components, fusion, self.task_terms, self.normal_stats, self.fusion_weights)
+
+    @property
+    def fusion_weights(self) -> dict[str, float] | None:
+        """Per component, its weight in the fusion when one is not 1 (``config.feature_weight``)."""
+        if self.config.feature_knn and self.config.feature_weight != 1.0:
+            return {FEATURE_COMPONENT: float(self.config.feature_weight)}
+        return None
 
     def normality(self, images: Any, *, fusion: str | None = None, conform: bool = False) -> np.ndarray:
         """The fused normality score: higher = more normal (with the paper's settings, s(x) of eq. 3)."""
@@ -549,6 +556,7 @@ class Detector:
             # A folder saved before a scoring option existed was scored the paper's way.
             values = {**PAPER_SCORING, **dict(folder.get("config"))}
             values.setdefault("resize", "stretch")  # saved before the resize rules: conform=True stretched
+            values.setdefault("feature_weight", 1.0)  # saved before the weight existed: an equal-weight mean
             if device is not None:
                 values["device"] = device
             det = cls.from_config(DetectorConfig.from_dict(values), str(folder.meta.get("preset", "custom")))

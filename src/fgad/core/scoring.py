@@ -403,17 +403,22 @@ def _fusion_parts(components: Mapping, fusion: str, task_terms: Mapping[str, flo
 
 
 def fuse(components: Mapping[str, np.ndarray | float], fusion: str = "sum",
-         task_terms: Mapping[str, float] | None = None, stats: NormalStats | None = None) -> np.ndarray:
+         task_terms: Mapping[str, float] | None = None, stats: NormalStats | None = None,
+         weights: Mapping[str, float] | None = None) -> np.ndarray:
     """The fused normality score (float64, higher = more normal): the mean over components.
 
     ``"sum"`` (eq. 3) averages the raw task scores; ``"mean"`` first divides each by its number
     of terms (``task_terms``: per task, ``Task.n_score_terms``); ``"zscore"`` and ``"rank"``
     first standardise each component with ``stats`` (:func:`standardise`).
     ``components``: per component, normality values (arrays of N, or one number each).
+    ``weights``: per component (default 1 each), for a weighted mean Σ w·part / Σ w.
     """
     parts = _fusion_parts({n: np.asarray(s, dtype=np.float64) for n, s in components.items()}, fusion,
                           task_terms, stats)
-    return np.mean(parts, axis=0)
+    if not weights:
+        return np.mean(parts, axis=0)
+    w = [float(weights.get(n, 1.0)) for n in components]
+    return sum(wi * p for wi, p in zip(w, parts)) / sum(w)
 
 
 def fusion_parts(components: Mapping[str, np.ndarray | float], fusion: str = "sum",
@@ -443,9 +448,11 @@ def standardise_tensor(values: torch.Tensor, stats: NormalStats, component: str,
 
 
 def fuse_tensors(components: Mapping[str, torch.Tensor], fusion: str = "sum",
-                 task_terms: Mapping[str, float] | None = None, stats: NormalStats | None = None) -> torch.Tensor:
+                 task_terms: Mapping[str, float] | None = None, stats: NormalStats | None = None,
+                 weights: Mapping[str, float] | None = None) -> torch.Tensor:
     """:func:`fuse` on tensors (inside a torch graph, e.g. the ONNX export): the raw fusions in the
-    components' dtype, the standardised ones (with ``stats``) in float64 (:func:`standardise_tensor`)."""
+    components' dtype, the standardised ones (with ``stats``) in float64 (:func:`standardise_tensor`);
+    ``weights`` as :func:`fuse`."""
     import torch
 
     if fusion not in FUSIONS:
@@ -456,4 +463,7 @@ def fuse_tensors(components: Mapping[str, torch.Tensor], fusion: str = "sum",
         parts = [standardise_tensor(s, stats, name, fusion) for name, s in components.items()]
     else:
         parts = _fusion_parts(components, fusion, task_terms, None)
-    return torch.stack(parts, 0).mean(0)
+    if not weights:
+        return torch.stack(parts, 0).mean(0)
+    w = [float(weights.get(n, 1.0)) for n in components]
+    return sum(wi * p for wi, p in zip(w, parts)) / sum(w)

@@ -147,8 +147,9 @@ def breakdown(det, images: Any, *, fusion: str | None = None) -> list[dict[str, 
     (per component, in the fusion's order: ``raw``, the normality value of
     :meth:`fgad.Detector.score_components`, and ``fused``, the value the fusion averages: raw for
     ``sum``, raw / terms for ``mean``, standardised against the normal images for ``zscore`` /
-    ``rank``; ``normality`` is their mean) and ``tasks[name]`` with ``score`` (the probability sum
-    of eq. 4 over the centred test views, the sum of the tables below), ``max_score`` (views ×
+    ``rank``; ``normality`` is their mean, weighted by ``weights`` when a component weighs more)
+    and ``tasks[name]`` with ``score`` (the probability sum of eq. 4 over the centred test views,
+    the sum of the tables below), ``max_score`` (views ×
     heads), ``recognised`` (score / max_score), ``heads``, ``classes``, ``views`` (per view: name,
     labels, ``p_true`` per head, their ``sum``), ``table`` (the view sums shaped by the head sizes
     when the views are their product, e.g. 3×3×4 for geometric), ``per_class`` (per head and class:
@@ -173,7 +174,8 @@ def breakdown(det, images: Any, *, fusion: str | None = None) -> list[dict[str, 
         components = {n: {"raw": float(comps[n][i]), "fused": float(parts[n][i])} for n in comps}
         out.append({"anomaly_score": float(-normality[i]), "normality": float(normality[i]),
                     "normal_percentile": None if pct is None else float(pct[i]), "fusion": fusion,
-                    "task_score": det.config.task_score, "components": components, "tasks": tasks})
+                    "task_score": det.config.task_score, "components": components,
+                    "weights": dict(det.fusion_weights or {}), "tasks": tasks})
     return out
 
 
@@ -237,11 +239,17 @@ def _fused_label(fusion: str) -> str:
             "rank": "rank vs normals"}.get(fusion, fusion)
 
 
+def _mean_text(weights: dict[str, float] | None) -> str:
+    if not weights:
+        return "mean"
+    return "weighted mean (" + ", ".join(f"{n} x {w:g}" for n, w in weights.items()) + ", others x 1)"
+
+
 def format_breakdown(b: dict[str, Any]) -> str:
     """A compact text table of one image's :func:`breakdown`."""
     lines = [f"anomaly score {b['anomaly_score']:.4f} (higher = more anomalous); {percentile_text(b)}",
-             f"normality {b['normality']:.4f} = mean of the fused components (fusion {b['fusion']}, "
-             f"task score {b.get('task_score', 'prob')})",
+             f"normality {b['normality']:.4f} = {_mean_text(b.get('weights'))} of the fused components "
+             f"(fusion {b['fusion']}, task score {b.get('task_score', 'prob')})",
              f"{'component':<12} {'raw':>14} {'fused (' + _fused_label(b['fusion']) + ')':>26}"]
     for n, c in b.get("components", {}).items():
         lines.append(f"{n:<12} {c['raw']:>14.4f} {c['fused']:>26.4f}")

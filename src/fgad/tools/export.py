@@ -205,6 +205,7 @@ class ExportGraph(nn.Module):
         self.draws = int(cfg.jigsaw_test_draws) if "jigsaw" in self.tasks else 0
         self.size = (det.input_shape[2], cfg.image_size, cfg.image_size)  # C, S, S
         self.terms = det.task_terms
+        self.weights = det.fusion_weights
         # Python ints fixed before tracing: views per task and each head's slice of the dense layer
         self.n_views = {n: t.n_views for n, t in self.tasks.items()}
         self.n_outputs = {n: t.n_outputs for n, t in self.tasks.items()}
@@ -253,7 +254,7 @@ class ExportGraph(nn.Module):
         if self.knn:
             queries = l2_normalise(feats[start:].float())
             comps[FEATURE_COMPONENT] = -knn_cosine_distance(queries, self.feature_bank, self.knn)
-        normality = fuse_tensors(comps, self.fusion, self.terms, self.stats)
+        normality = fuse_tensors(comps, self.fusion, self.terms, self.stats, self.weights)
         return (-normality, normality, *(comps[n] for n in self.components))
 
 
@@ -413,7 +414,7 @@ def export_onnx(det: Any, path: str | Path, *, opset: int = OPSET, check: bool =
         "tasks": {n: {"state": t.state(), "n_views": t.n_views, "head_sizes": list(t.head_sizes),
                       "n_score_terms": t.n_score_terms} for n, t in det.tasks.items()},
         "scoring": {"task_score": det.config.task_score, "jigsaw_test_draws": det.config.jigsaw_test_draws,
-                    "feature_knn": det.config.feature_knn,
+                    "feature_knn": det.config.feature_knn, "weights": dict(det.fusion_weights or {}),
                     "feature_bank_size": None if det.feature_bank is None else int(det.feature_bank.shape[0]),
                     "normal_stats": None if det.normal_stats is None else det.normal_stats.summary()},
         "fusion": {"rule": det.config.score_fusion, "what": FUSION_TEXT[det.config.score_fusion]},
