@@ -43,7 +43,10 @@ def test_components_are_the_detectors(calibrated_det):
         for n, c in b["components"].items():
             assert c["raw"] == comps[n][i]
             assert c["fused"] == pytest.approx((comps[n][i] - stats.mean[n]) / stats.std[n], abs=1e-12)
-        assert b["normality"] == pytest.approx(np.mean([c["fused"] for c in b["components"].values()]), abs=1e-12)
+        w = {n: b["weights"].get(n, 1.0) for n in b["components"]}  # the default weighs the feature component
+        assert w["feature_knn"] == det.config.feature_weight
+        weighted = sum(w[n] * c["fused"] for n, c in b["components"].items()) / sum(w.values())
+        assert b["normality"] == pytest.approx(weighted, abs=1e-12)
         assert b["anomaly_score"] == scores[i] == -b["normality"]
         assert b["normal_percentile"] == pct[i]
     assert json.loads(json.dumps(parts, allow_nan=False)) == parts

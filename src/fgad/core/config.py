@@ -171,10 +171,7 @@ class DetectorConfig(Config):
         if self.feature_knn and self.score_fusion not in STANDARDISED_FUSIONS:
             raise ConfigError(f"option 'feature_knn' needs score_fusion 'zscore' or 'rank' (a feature distance "
                               f"cannot be summed with task scores), got score_fusion {self.score_fusion!r}")
-        check_positive(self, "feature_weight")
-        if self.feature_weight != 1.0 and not self.feature_knn:
-            raise ConfigError(f"option 'feature_weight' weighs the feature_knn component: it needs feature_knn >= 1, "
-                              f"got feature_weight {self.feature_weight} with feature_knn 0")
+        check_positive(self, "feature_weight")  # (without feature_knn there is nothing to weigh: unused)
         if self.feature_knn and self.feature_bank_max < 2:
             raise ConfigError(f"option 'feature_bank_max' must be >= 2 with feature_knn, got {self.feature_bank_max}")
 
