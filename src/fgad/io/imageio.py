@@ -43,10 +43,10 @@ def list_images(folder: str | os.PathLike, recursive: bool = True, *,
         raise InputError(f"{folder}: not a folder")
     pattern = "**/*" if recursive else "*"
     files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    explanations = [p for p in files if p.name.lower().endswith(EXPLANATION_SUFFIX)]
+    explanations = {p for p in files if p.name.lower().endswith(EXPLANATION_SUFFIX)}
     if left_out is not None:
-        left_out.extend(explanations)
-    return [p for p in files if not p.name.lower().endswith(EXPLANATION_SUFFIX)]
+        left_out.extend(p for p in files if p in explanations)
+    return [p for p in files if p not in explanations]
 
 
 def read_image(path: str | os.PathLike, mode: str | None = None, *, max_pixels: int | None = None) -> np.ndarray:
