@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -17,6 +19,16 @@ SIDE = 16
 PER_CLASS = 10
 # Tiny self-supervised runs: the "tiny" preset cut to 2 steps on 16×16 images.
 FAST = {"steps": 2, "image_size": 16}
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of ``benchmarks/`` (not a package) imported as a module, e.g. ``"throughput"``."""
+    spec = importlib.util.spec_from_file_location(f"fgad_{name}_script", BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _class_images(k: int, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "decoding.py"
+from bench_helpers import load_script
 
 
 def test_decoding_script_prints_a_table_and_writes_json(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("fgad_decoding_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("decoding")
     out = tmp_path / "dec.json"
     assert mod.main(["--files", "5", "--side", "20", "--size", "8", "--workers", "2", "--json", str(out)]) == 0
     printed = capsys.readouterr().out

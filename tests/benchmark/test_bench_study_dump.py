@@ -3,23 +3,17 @@ the offline scoring needs (not a quality test)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from fgad.data.base import ImageDataset
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "study_dump.py"
+from bench_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("fgad_study_dump_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("study_dump")
 
 
 def tiny_dataset() -> ImageDataset:

@@ -5,21 +5,16 @@ Not a timing test: it checks the script's arithmetic and output, not the machine
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
+from bench_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def throughput():
-    spec = importlib.util.spec_from_file_location("fgad_throughput_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("throughput")
 
 
 def conv(cin: int, cout: int, k: int, side: int) -> int:
@@ -62,11 +57,7 @@ def test_throughput_script_measures_and_writes_json(throughput, tmp_path, capsys
     assert r["score_views_per_s"] == pytest.approx(39 * r["score_images_per_s"])
     assert 0 < r["views_share_of_step"] < 1
     # The table script turns the JSON into one Markdown row.
-    table_spec = importlib.util.spec_from_file_location(
-        "fgad_throughput_table", SCRIPT.with_name("throughput_table.py")
-    )
-    table_mod = importlib.util.module_from_spec(table_spec)
-    table_spec.loader.exec_module(table_mod)
+    table_mod = load_script("throughput_table")
     capsys.readouterr()
     assert table_mod.main([str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
