@@ -43,6 +43,12 @@ VARIANTS = {
     "ours": {"tasks": ("geometric", "jigsaw")},
     "mhrot": {"tasks": ("geometric",)},
     "jigsaw": {"tasks": ("jigsaw",)},  # Table 2's third row: the jigsaw task alone
+    # Training-side candidates (2c, 2d), fixed before any of them ran: the paper's tasks at about
+    # the training views per step of "ours" (8 images × 39 views = 312), so about its wall time.
+    "ours-vpi9": {"tasks": ("geometric", "jigsaw"), "views_per_image": 9, "batch_size": 26},  # 26 × (9 + 3)
+    "ours-hflip": {"tasks": ("geometric", "jigsaw"), "hflip": "auto"},  # flips colour images only
+    "ours-jigrand10": {"tasks": ("geometric", "jigsaw"), "jigsaw_permutations": "random", "jigsaw_k": 10,
+                       "batch_size": 7},  # 7 × (36 + 10) = 322
 }
 # Baselines through the method contract (their quick presets): only their test scores are kept.
 BASELINES = ("deepgeo", "goad")

@@ -21,6 +21,18 @@ Candidates, fixed before any run (at most three per knob):
   the frozen ``logp+knn1|z``). Rule fixed before running it: a W replaces 1 only if the mean of
   the development datasets' means gains ≥ 0.5 points and no dataset loses more than 0.5.
 
+Training-side candidates (2c, 2d; ``study_dump.py``'s variants ``ours-vpi9``, ``ours-hflip``,
+``ours-jigrand10``), fixed before any of them ran, each scored with the default score
+(``logp+knn1|z-w3``) against the default's training (``ours``) on the same development jobs
+(``--training-rule``). Rule: a candidate replaces the default's training only if the mean over
+the development datasets of its paired mean difference gains ≥ 0.5 points, no dataset loses
+more than 0.5, and its median training time is at most 1.2× the default's on the same jobs.
+``ours-hflip`` trains exactly as ``ours`` on grey images (MNIST, fonts), so there it takes
+``ours``' AUROCs. The geometric-only network (``mhrot``) under the same score was seen to lead
+on the development suite (CUB 50–59, fonts 8–15, MNIST 5–7) before this rule was written: it is a
+candidate only if the rule also holds on development classes not looked at then (CUB 60–69,
+MNIST 8–9: ``--rule-classes cub:60-69,mnist:8-9``).
+
 Every score is oriented as an anomaly score (higher = more anomalous). Output: one TSV line per
 (job, candidate) with its AUROC, the floor's AUROC beside it, and label-free checks on held-out
 normals (per-head accuracy, share of exact ties of the jigsaw sum at its maximum).
@@ -301,6 +313,74 @@ def table2(tsv: Path, improved: str) -> str:
     return "\n".join(lines)
 
 
+#: Training-side candidates: the development datasets on which each trains exactly as ``ours``.
+TRAINING_CANDIDATES = {"ours-vpi9": (), "ours-hflip": ("fonts", "mnist"), "ours-jigrand10": (), "mhrot": ()}
+DEFAULT_SCORE = "logp+knn1|z-w3"
+RULE_GAIN, RULE_MAX_LOSS, RULE_MAX_TIME = 0.5, 0.5, 1.2
+
+
+def parse_classes(text: str) -> dict[str, set[int]]:
+    """``"cub:60-69,mnist:8-9"`` → {"cub": {60..69}, "mnist": {8, 9}}."""
+    out: dict[str, set[int]] = {}
+    for part in text.split(","):
+        ds, _, rng = part.partition(":")
+        lo, _, hi = rng.partition("-")
+        out.setdefault(ds.strip(), set()).update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def training_rule(tsv: Path, jobs_tsv: Path, classes: dict[str, set[int]] | None = None,
+                  score: str = DEFAULT_SCORE) -> str:
+    """Markdown: each training candidate against ``ours`` under ``score`` on the development jobs
+    both ran (``classes``: only these), per dataset the paired mean difference (bootstrap 95%
+    interval), the median training time ratio on the same jobs, and the pre-registered verdict."""
+    import csv
+
+    from fgad.report.paired import paired_difference
+
+    auc = {(r["dataset"], r["variant"], int(r["class"]), int(r["seed"])): float(r["auroc"])
+           for r in csv.DictReader(open(tsv), delimiter="\t") if r["candidate"] == score}
+    fit = {(r["dataset"], r["variant"], int(r["class"]), int(r["seed"])): float(r["fit_s"])
+           for r in csv.DictReader(open(jobs_tsv), delimiter="\t")}  # a rerun's line comes last and wins
+    if classes is not None:
+        auc = {k: v for k, v in auc.items() if k[2] in classes.get(k[0], ())}
+    datasets = sorted({k[0] for k in auc if k[1] == "ours"})
+    if not datasets:
+        return f"no `ours` job scored `{score}` on these classes\n"
+    lines = [f"Training candidates against `ours`, both scored `{score.replace('|', ESCAPED_BAR)}`; "
+             "Δ = candidate − ours, paired over classes, 95% bootstrap interval", "",
+             "| candidate | " + " | ".join(f"{ds} Δ" for ds in datasets)
+             + " | mean Δ | training time ratio | verdict |",
+             "|---|" + "---|" * len(datasets) + "---:|---:|---|"]
+    for cand, same_as_ours in TRAINING_CANDIDATES.items():
+        cells, deltas, ratios = [], [], []
+        for ds in datasets:
+            jobs = sorted(k[2:] for k in auc if k[:2] == (ds, "ours"))
+            if ds in same_as_ours:
+                cells.append("= ours")
+                deltas.append(0.0)
+                continue
+            jobs = [j for j in jobs if (ds, cand, *j) in auc]
+            if not jobs:
+                cells.append("not run")
+                continue
+            res = {(m, *j): auc[(ds, v, *j)] for j in jobs for m, v in (("c", cand), ("o", "ours"))}
+            d = paired_difference(res, "c", "o", n_boot=4000)
+            cells.append(f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] ({len(jobs)})")
+            deltas.append(100 * d.mean)
+            ratios += [fit[(ds, cand, *j)] / fit[(ds, "ours", *j)] for j in jobs
+                       if (ds, cand, *j) in fit and (ds, "ours", *j) in fit]
+        ratio = float(np.median(ratios)) if ratios else float("nan")
+        if len(deltas) < len(datasets) or not ratios:
+            verdict = "not decided (not run everywhere)"
+        else:
+            ok = np.mean(deltas) >= RULE_GAIN and min(deltas) >= -RULE_MAX_LOSS and ratio <= RULE_MAX_TIME
+            verdict = "passes" if ok else "fails"
+        mean = f"{np.mean(deltas):+.1f}" if len(deltas) == len(datasets) else "-"
+        lines.append(f"| {cand} | " + " | ".join(cells) + f" | {mean} | {ratio:.2f} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dumps", help="folder of study_dump.py's files, or with --summary the TSV this script wrote")
@@ -311,7 +391,14 @@ def main() -> int:
                    help="print the report-suite table of a TSV: this frozen candidate against every method")
     p.add_argument("--table2", metavar="CANDIDATE",
                    help="print Table 2 (geometric / jigsaw / both) of a TSV, paper's score and this candidate")
+    p.add_argument("--training-rule", metavar="JOBS_TSV",
+                   help="print the training candidates' verdicts of a TSV; JOBS_TSV: the jobs' wall times")
+    p.add_argument("--rule-classes", metavar="DS:LO-HI,...", help="with --training-rule: only these classes")
     args = p.parse_args()
+    if args.training_rule:
+        classes = parse_classes(args.rule_classes) if args.rule_classes else None
+        print(training_rule(Path(args.dumps), Path(args.training_rule), classes))
+        return 0
     if args.table2:
         print(table2(Path(args.dumps), args.table2))
         return 0

@@ -1,0 +1,94 @@
+"""``benchmarks/study_eval.py``'s pre-registered rule for the training-side candidates, and
+``study_dump.py``'s candidate variants (valid configurations at about the default's step cost)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fgad.core.config import resolve_config
+
+from bench_helpers import load_script
+
+
+@pytest.fixture(scope="module")
+def study_eval():
+    return load_script("study_eval")
+
+
+def write_tsvs(tmp_path, aurocs: dict[tuple[str, str, int], float], fit_s: dict[tuple[str, str, int], float]):
+    score = "logp+knn1|z-w3"
+    rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
+    for (ds, v, c), a in aurocs.items():
+        rows.append(f"{ds}\t{v}\t{c}\t0\t{score}\t{a}\t0.5\t")
+        rows.append(f"{ds}\t{v}\t{c}\t0\tp|mean\t0.1\t0.5\t")  # another candidate: must be ignored
+    jobs = ["dataset\tvariant\tclass\tseed\tfit_s\ttotal_s"] + [f"{ds}\t{v}\t{c}\t0\t{t}\t{t}"
+                                                               for (ds, v, c), t in fit_s.items()]
+    (tmp_path / "eval.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "jobs.tsv").write_text("\n".join(jobs) + "\n")
+    return tmp_path / "eval.tsv", tmp_path / "jobs.tsv"
+
+
+def verdicts(text: str) -> dict[str, list[str]]:
+    out = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in ("ours-vpi9", "ours-hflip", "ours-jigrand10", "mhrot"):
+            out[cells[0]] = cells
+    return out
+
+
+def test_the_rule_needs_a_mean_gain_no_big_loss_and_equal_time(study_eval, tmp_path):
+    aurocs, fit = {}, {}
+    for c in range(3):
+        for ds in ("cub", "fonts"):
+            aurocs[(ds, "ours", c)] = 0.80
+            fit[(ds, "ours", c)] = 100.0
+        # vpi9: +2 on CUB, -0.4 on fonts (mean +0.8, no loss > 0.5), 10% slower: passes
+        aurocs[("cub", "ours-vpi9", c)], aurocs[("fonts", "ours-vpi9", c)] = 0.82, 0.796
+        fit[("cub", "ours-vpi9", c)] = fit[("fonts", "ours-vpi9", c)] = 110.0
+        # jigrand10: +3 on CUB but -1 on fonts: one dataset loses more than 0.5, fails
+        aurocs[("cub", "ours-jigrand10", c)], aurocs[("fonts", "ours-jigrand10", c)] = 0.83, 0.79
+        fit[("cub", "ours-jigrand10", c)] = fit[("fonts", "ours-jigrand10", c)] = 100.0
+        # hflip: +1.2 on CUB, equal to ours on fonts by construction (mean +0.6), but 1.5x slower: fails
+        aurocs[("cub", "ours-hflip", c)] = 0.812
+        fit[("cub", "ours-hflip", c)] = 150.0
+    # mhrot ran on CUB only: not decided
+    aurocs[("cub", "mhrot", 0)] = 0.9
+    fit[("cub", "mhrot", 0)] = 90.0
+    text = study_eval.training_rule(*write_tsvs(tmp_path, aurocs, fit))
+    rows = verdicts(text)
+    assert rows["ours-vpi9"][-1] == "passes" and rows["ours-vpi9"][-3] == "+0.8"
+    assert rows["ours-vpi9"][-2] == "1.10"
+    assert rows["ours-jigrand10"][-1] == "fails" and rows["ours-jigrand10"][-3] == "+1.0"
+    assert rows["ours-hflip"][2] == "= ours" and rows["ours-hflip"][-3] == "+0.6"
+    assert rows["ours-hflip"][-2] == "1.50" and rows["ours-hflip"][-1] == "fails"
+    assert rows["mhrot"][2] == "not run" and rows["mhrot"][-1].startswith("not decided")
+
+
+def test_rule_classes_restrict_the_jobs(study_eval, tmp_path):
+    aurocs = {("cub", "ours", c): 0.8 for c in (50, 60)}
+    aurocs |= {("cub", "mhrot", 50): 0.7, ("cub", "mhrot", 60): 0.92}  # loses on 50, gains on 60
+    fit = {(ds, v, c): 100.0 for ds, v, c in aurocs}
+    paths = write_tsvs(tmp_path, aurocs, fit)
+    assert verdicts(study_eval.training_rule(*paths))["mhrot"][1].startswith("+1.0 ")
+    only_60 = verdicts(study_eval.training_rule(*paths, study_eval.parse_classes("cub:60-69")))["mhrot"]
+    assert only_60[1].startswith("+12.0 ") and only_60[-1] == "passes"
+    assert study_eval.parse_classes("cub:60-62,mnist:8") == {"cub": {60, 61, 62}, "mnist": {8}}
+
+
+def views_per_step(cfg) -> int:
+    """Training views per step of the paper's tasks: each image brings every geometric view (36)
+    and every jigsaw permutation, or a random ``views_per_image`` of each."""
+    m = cfg.views_per_image or 10**9
+    return cfg.batch_size * (min(36, m) + min(cfg.jigsaw_k, m))
+
+
+def test_training_candidates_are_valid_and_cost_about_a_default_step():
+    study = load_script("study_dump")
+    default = views_per_step(resolve_config("quick", study.VARIANTS["ours"]))
+    assert default == 8 * 39
+    for name in ("ours-vpi9", "ours-hflip", "ours-jigrand10"):
+        cfg = resolve_config("quick", study.VARIANTS[name])
+        assert cfg.tasks == ("geometric", "jigsaw")
+        assert abs(views_per_step(cfg) / default - 1) <= 0.05, name
+    assert set(load_script("study_eval").TRAINING_CANDIDATES) >= {"ours-vpi9", "ours-hflip", "ours-jigrand10"}
