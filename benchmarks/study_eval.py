@@ -21,6 +21,16 @@ Candidates, fixed before any run (at most three per knob):
   the frozen ``logp+knn1|z``). Rule fixed before running it: a W replaces 1 only if the mean of
   the development datasets' means gains ≥ 0.5 points and no dataset loses more than 0.5.
 
+Bounded evidence per component (2b, pre-registered after the report suite's first measurement;
+chosen on the development suite only): with the z-score fusion, a component nearly constant on
+the held-out normals (the jigsaw's, std 0.02–0.5 in log probability) gives anomalies z-scores of
+−10 to −160 that drown the other components. Candidates, each the default
+(``logp+knn1|z-w3``) with every component's z-score transformed before the weighted mean:
+``zlog`` = sign(z)·ln(1 + |z|), ``zclip`` = z clipped to [−3, 3]. Rule, fixed before running
+them (``--score-rule``): a candidate replaces the plain z-score only if the mean over the
+development datasets of its paired difference gains ≥ 0.5 points and no dataset loses more than
+0.5.
+
 Training-side candidates (2c, 2d; ``study_dump.py``'s variants ``ours-vpi9``, ``ours-hflip``,
 ``ours-jigrand10``), fixed before any of them ran, each scored with the default score
 (``logp+knn1|z-w3``) against the default's training (``ours``) on the same development jobs
@@ -121,13 +131,20 @@ def fuse(components: dict[str, dict[str, np.ndarray]], fusion: str) -> np.ndarra
     return -np.mean([S.standardise(c["test"], stats, name, kind) for name, c in components.items()], axis=0)
 
 
-def fuse_weighted(components: dict[str, dict[str, np.ndarray]], weights: dict[str, float]) -> np.ndarray:
-    """``z`` fusion with a weight per component: −Σ w·z / Σ w (every weight 1: :func:`fuse`'s ``z``)."""
+#: How each component's z-score is bounded before the weighted mean (the "bounded evidence" candidates).
+SQUASHES = {"": lambda z: z, "log": lambda z: np.sign(z) * np.log1p(np.abs(z)), "clip": lambda z: np.clip(z, -3, 3)}
+
+
+def fuse_weighted(components: dict[str, dict[str, np.ndarray]], weights: dict[str, float],
+                  squash: str = "") -> np.ndarray:
+    """``z`` fusion with a weight per component: −Σ w·f(z) / Σ w, f one of :data:`SQUASHES` (every
+    weight 1 and no squash: :func:`fuse`'s ``z``)."""
     ref = {name: np.sort(c["held"]) for name, c in components.items()}
     stats = S.NormalStats("held", ref, {n: float(r.mean()) for n, r in ref.items()},
                           {n: float(r.std(ddof=1)) for n, r in ref.items()})
     total = sum(weights.get(n, 1.0) for n in components)
-    return -sum(weights.get(n, 1.0) * S.standardise(c["test"], stats, n, "zscore")
+    f = SQUASHES[squash]
+    return -sum(weights.get(n, 1.0) * f(S.standardise(c["test"], stats, n, "zscore"))
                 for n, c in components.items()) / total
 
 
@@ -160,6 +177,8 @@ def candidates(job: Job):
     selw = {**{t: comp[(t, "logp")] for t in tasks}, "feat": comp[("feat", "knn1")]}
     for w in (2, 3):
         yield f"logp+knn1|z-w{w}", fuse_weighted(selw, {"feat": float(w)})
+    for squash in ("log", "clip"):
+        yield f"logp+knn1|z{squash}-w3", fuse_weighted(selw, {"feat": 3.0}, squash)
     for t in tasks:
         yield f"only-{t}-logp", -comp[(t, "logp")]["test"]
     for knn in ("knn1", "knn5"):
@@ -329,6 +348,44 @@ def parse_classes(text: str) -> dict[str, set[int]]:
     return out
 
 
+def paired_cell(cand: dict[tuple[int, int], float], ref: dict[tuple[int, int], float]) -> tuple[str, float | None]:
+    """Table cell and mean difference in points of ``cand`` − ``ref`` ({(class, seed): AUROC}) over
+    the jobs both ran, with its bootstrap 95% interval over classes; ("not run", None) if none."""
+    from fgad.report.paired import paired_difference
+
+    jobs = sorted(set(cand) & set(ref))
+    if not jobs:
+        return "not run", None
+    d = paired_difference({**{("c", *j): cand[j] for j in jobs}, **{("r", *j): ref[j] for j in jobs}}, "c", "r",
+                          n_boot=4000)
+    return f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] ({len(jobs)})", 100 * d.mean
+
+
+def verdict(deltas: list[float | None], time_ok: bool = True) -> tuple[str, str]:
+    """(mean Δ cell, verdict) of the pre-registered rule: mean gain ≥ RULE_GAIN over the datasets,
+    no dataset below −RULE_MAX_LOSS (and, for a training candidate, its time within bounds)."""
+    if not deltas or any(d is None for d in deltas):
+        return "-", "not decided (not run everywhere)"
+    ok = np.mean(deltas) >= RULE_GAIN and min(deltas) >= -RULE_MAX_LOSS and time_ok
+    return f"{np.mean(deltas):+.1f}", "passes" if ok else "fails"
+
+
+def read_aurocs(tsv: Path, classes: dict[str, set[int]] | None = None) -> dict[tuple, float]:
+    """{(dataset, variant, candidate, class, seed): AUROC} of an evaluation TSV (``classes``: only these)."""
+    import csv
+
+    out = {}
+    for r in csv.DictReader(open(tsv), delimiter="\t"):
+        key = (r["dataset"], r["variant"], r["candidate"], int(r["class"]), int(r["seed"]))
+        if classes is None or key[3] in classes.get(key[0], ()):
+            out[key] = float(r["auroc"])
+    return out
+
+
+def jobs_of(auc: dict[tuple, float], dataset: str, variant: str, candidate: str) -> dict[tuple[int, int], float]:
+    return {k[3:]: v for k, v in auc.items() if k[:3] == (dataset, variant, candidate)}
+
+
 def training_rule(tsv: Path, jobs_tsv: Path, classes: dict[str, set[int]] | None = None,
                   score: str = DEFAULT_SCORE) -> str:
     """Markdown: each training candidate against ``ours`` under ``score`` on the development jobs
@@ -336,15 +393,10 @@ def training_rule(tsv: Path, jobs_tsv: Path, classes: dict[str, set[int]] | None
     interval), the median training time ratio on the same jobs, and the pre-registered verdict."""
     import csv
 
-    from fgad.report.paired import paired_difference
-
-    auc = {(r["dataset"], r["variant"], int(r["class"]), int(r["seed"])): float(r["auroc"])
-           for r in csv.DictReader(open(tsv), delimiter="\t") if r["candidate"] == score}
+    auc = read_aurocs(tsv, classes)
     fit = {(r["dataset"], r["variant"], int(r["class"]), int(r["seed"])): float(r["fit_s"])
            for r in csv.DictReader(open(jobs_tsv), delimiter="\t")}  # a rerun's line comes last and wins
-    if classes is not None:
-        auc = {k: v for k, v in auc.items() if k[2] in classes.get(k[0], ())}
-    datasets = sorted({k[0] for k in auc if k[1] == "ours"})
+    datasets = sorted({k[0] for k in auc if k[1:3] == ("ours", score)})
     if not datasets:
         return f"no `ours` job scored `{score}` on these classes\n"
     lines = [f"Training candidates against `ours`, both scored `{score.replace('|', ESCAPED_BAR)}`; "
@@ -355,29 +407,44 @@ def training_rule(tsv: Path, jobs_tsv: Path, classes: dict[str, set[int]] | None
     for cand, same_as_ours in TRAINING_CANDIDATES.items():
         cells, deltas, ratios = [], [], []
         for ds in datasets:
-            jobs = sorted(k[2:] for k in auc if k[:2] == (ds, "ours"))
             if ds in same_as_ours:
                 cells.append("= ours")
                 deltas.append(0.0)
                 continue
-            jobs = [j for j in jobs if (ds, cand, *j) in auc]
-            if not jobs:
-                cells.append("not run")
-                continue
-            res = {(m, *j): auc[(ds, v, *j)] for j in jobs for m, v in (("c", cand), ("o", "ours"))}
-            d = paired_difference(res, "c", "o", n_boot=4000)
-            cells.append(f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] ({len(jobs)})")
-            deltas.append(100 * d.mean)
-            ratios += [fit[(ds, cand, *j)] / fit[(ds, "ours", *j)] for j in jobs
+            ref, mine = jobs_of(auc, ds, "ours", score), jobs_of(auc, ds, cand, score)
+            cell, delta = paired_cell(mine, ref)
+            cells.append(cell)
+            deltas.append(delta)
+            ratios += [fit[(ds, cand, *j)] / fit[(ds, "ours", *j)] for j in set(mine) & set(ref)
                        if (ds, cand, *j) in fit and (ds, "ours", *j) in fit]
         ratio = float(np.median(ratios)) if ratios else float("nan")
-        if len(deltas) < len(datasets) or not ratios:
-            verdict = "not decided (not run everywhere)"
-        else:
-            ok = np.mean(deltas) >= RULE_GAIN and min(deltas) >= -RULE_MAX_LOSS and ratio <= RULE_MAX_TIME
-            verdict = "passes" if ok else "fails"
-        mean = f"{np.mean(deltas):+.1f}" if len(deltas) == len(datasets) else "-"
-        lines.append(f"| {cand} | " + " | ".join(cells) + f" | {mean} | {ratio:.2f} | {verdict} |")
+        mean, decision = verdict(deltas if ratios else [None], ratio <= RULE_MAX_TIME)
+        lines.append(f"| {cand} | " + " | ".join(cells) + f" | {mean} | {ratio:.2f} | {decision} |")
+    return "\n".join(lines) + "\n"
+
+
+#: The bounded-evidence candidates (2b, pre-registered): the default score with each z-score squashed.
+SCORE_CANDIDATES = ("logp+knn1|zlog-w3", "logp+knn1|zclip-w3")
+
+
+def score_rule(tsv: Path, variant: str = "ours", baseline: str = DEFAULT_SCORE,
+               candidates: tuple[str, ...] = SCORE_CANDIDATES) -> str:
+    """Markdown: each score candidate against ``baseline`` on the same trainings of ``variant``,
+    per dataset the paired mean difference (bootstrap 95% interval) and the pre-registered verdict."""
+    auc = read_aurocs(tsv)
+    datasets = sorted({k[0] for k in auc if k[1:3] == (variant, baseline)})
+    if not datasets:
+        return f"no `{variant}` job scored `{baseline}`\n"
+    lines = [f"Score candidates against `{baseline.replace('|', ESCAPED_BAR)}` on the same `{variant}` "
+             "trainings; Δ = candidate − that, paired over classes, 95% bootstrap interval", "",
+             "| candidate | " + " | ".join(f"{ds} Δ" for ds in datasets) + " | mean Δ | verdict |",
+             "|---|" + "---|" * len(datasets) + "---:|---|"]
+    for cand in candidates:
+        cells = [paired_cell(jobs_of(auc, ds, variant, cand), jobs_of(auc, ds, variant, baseline))
+                 for ds in datasets]
+        mean, decision = verdict([d for _c, d in cells])
+        lines.append(f"| `{cand.replace('|', ESCAPED_BAR)}` | " + " | ".join(c for c, _d in cells)
+                     + f" | {mean} | {decision} |")
     return "\n".join(lines) + "\n"
 
 
@@ -394,7 +461,12 @@ def main() -> int:
     p.add_argument("--training-rule", metavar="JOBS_TSV",
                    help="print the training candidates' verdicts of a TSV; JOBS_TSV: the jobs' wall times")
     p.add_argument("--rule-classes", metavar="DS:LO-HI,...", help="with --training-rule: only these classes")
+    p.add_argument("--score-rule", action="store_true",
+                   help="print the bounded-evidence score candidates' verdicts of a TSV")
     args = p.parse_args()
+    if args.score_rule:
+        print(score_rule(Path(args.dumps)))
+        return 0
     if args.training_rule:
         classes = parse_classes(args.rule_classes) if args.rule_classes else None
         print(training_rule(Path(args.dumps), Path(args.training_rule), classes))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fgad.core.config import resolve_config
@@ -92,3 +93,33 @@ def test_training_candidates_are_valid_and_cost_about_a_default_step():
         assert cfg.tasks == ("geometric", "jigsaw")
         assert abs(views_per_step(cfg) / default - 1) <= 0.05, name
     assert set(load_script("study_eval").TRAINING_CANDIDATES) >= {"ours-vpi9", "ours-hflip", "ours-jigrand10"}
+
+
+def test_squashes_bound_each_z_score_as_registered(study_eval):
+    z = np.array([-150.0, -3.5, -1.0, 0.0, 2.0, 10.0])
+    np.testing.assert_allclose(study_eval.SQUASHES["log"](z), [-np.log(151), -np.log(4.5), -np.log(2), 0, np.log(3),
+                                                                np.log(11)])
+    np.testing.assert_array_equal(study_eval.SQUASHES["clip"](z), [-3, -3, -1, 0, 2, 3])
+    held = {"geometric": {"held": np.array([0.0, 2.0]), "test": np.array([1.0, -99.0])},
+            "feat": {"held": np.array([0.0, 1.0]), "test": np.array([0.5, -1.0])}}
+    # z: geometric (s - 1) / sqrt(2), feat (s - 0.5) / sqrt(0.5); weights 1 and 3
+    zg, zf = np.array([0.0, -100 / np.sqrt(2)]), np.array([0.0, -1.5 / np.sqrt(0.5)])
+    np.testing.assert_allclose(study_eval.fuse_weighted(held, {"feat": 3.0}), -(zg + 3 * zf) / 4)
+    np.testing.assert_allclose(study_eval.fuse_weighted(held, {"feat": 3.0}, "clip"),
+                               -(np.clip(zg, -3, 3) + 3 * np.clip(zf, -3, 3)) / 4)
+
+
+def test_the_score_rule_compares_candidates_on_the_same_trainings(study_eval, tmp_path):
+    rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
+    for c in range(3):
+        for ds, base, zlog, zclip in (("cub", 0.80, 0.82, 0.81), ("mnist", 0.95, 0.95, 0.93)):
+            for cand, a in (("logp+knn1|z-w3", base), ("logp+knn1|zlog-w3", zlog), ("logp+knn1|zclip-w3", zclip)):
+                rows.append(f"{ds}\tours\t{c}\t0\t{cand}\t{a}\t0.5\t")
+                rows.append(f"{ds}\tmhrot\t{c}\t0\t{cand}\t0.99\t0.5\t")  # another network: ignored
+    (tmp_path / "eval.tsv").write_text("\n".join(rows) + "\n")
+    text = study_eval.score_rule(tmp_path / "eval.tsv")
+    got = {r[0]: r for r in ([c.strip() for c in line.strip("| ").split(" | ")] for line in text.splitlines()
+                             if line.startswith("| `"))}
+    zlog, zclip = got["`logp+knn1\\|zlog-w3`"], got["`logp+knn1\\|zclip-w3`"]
+    assert zlog[1].startswith("+2.0 ") and zlog[2].startswith("+0.0 ") and zlog[-2:] == ["+1.0", "passes"]
+    assert zclip[2].startswith("-2.0 ") and zclip[-2:] == ["-0.5", "fails"]
