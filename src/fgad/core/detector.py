@@ -69,6 +69,17 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def network_logits(net: nn.Module, views: dict[str, torch.Tensor], cfg: DetectorConfig,
+                   device: torch.device) -> dict[str, torch.Tensor]:
+    """Float32 logits of ``net`` on flat views per task, with ``cfg``'s memory layout and precision
+    (the one way every scorer runs the network: the detector, and diagnose's hook in training)."""
+    if cfg.channels_last:
+        views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
+    with autocast(cfg, device):
+        out = net(views)
+    return {k: v.float() for k, v in out.items()}
+
+
 class Detector:
     """Multi-task self-supervised one-class detector (Jézéquel et al. 2021).
 
@@ -341,12 +352,7 @@ class Detector:
 
     def forward_views(self, views: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         """Float32 logits of the network on flat views per task, with the config's layout and precision."""
-        cfg = self.config
-        if cfg.channels_last:
-            views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
-        with autocast(cfg, device):
-            out = self.inference_network()(views)
-        return {k: v.float() for k, v in out.items()}
+        return network_logits(self.inference_network(), views, self.config, device)
 
     def inference_network(self) -> nn.Module:
         """The network that scores: with ``config.compile``, compiled once per network (the

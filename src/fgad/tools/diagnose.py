@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..core.config import score_batch_size
-from ..core.precision import autocast
+from ..core.detector import network_logits
 from ..errors import ConfigError, InputError
 
 __all__ = ["diagnose", "DiagnosisResult", "parse_task_sets", "head_accuracies", "CSV_COLUMNS", "DEFAULT_TASK_SETS"]
@@ -80,12 +80,9 @@ def head_accuracies(net: torch.nn.Module, tasks: dict, x: torch.Tensor, cfg, dev
     for start in range(0, x.shape[0], bs):
         xb = x[start : start + bs].to(device)
         views = {n: t.views(xb, train=False).flatten(0, 1) for n, t in tasks.items()}
-        if cfg.channels_last:
-            views = {k: v.contiguous(memory_format=torch.channels_last) for k, v in views.items()}
-        with autocast(cfg, device):
-            logits = net(views)
+        logits = network_logits(net, views, cfg, device)
         for n, t in tasks.items():
-            lg = logits[n].float().view(xb.shape[0], t.n_views, -1)
+            lg = logits[n].view(xb.shape[0], t.n_views, -1)
             labels = t.labels().to(device)
             start_h = 0
             for h, size in enumerate(t.head_sizes):
