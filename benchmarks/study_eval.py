@@ -350,12 +350,15 @@ def parse_classes(text: str) -> dict[str, set[int]]:
 
 def paired_cell(cand: dict[tuple[int, int], float], ref: dict[tuple[int, int], float]) -> tuple[str, float | None]:
     """Table cell and mean difference in points of ``cand`` − ``ref`` ({(class, seed): AUROC}) over
-    the jobs both ran, with its bootstrap 95% interval over classes; ("not run", None) if none."""
+    the jobs both ran, with its bootstrap 95% interval over classes; no difference (None) unless
+    ``cand`` ran every job of ``ref``."""
     from fgad.report.paired import paired_difference
 
     jobs = sorted(set(cand) & set(ref))
     if not jobs:
         return "not run", None
+    if len(jobs) < len(ref):  # a verdict needs every job the reference ran
+        return f"partial ({len(jobs)} of {len(ref)})", None
     d = paired_difference({**{("c", *j): cand[j] for j in jobs}, **{("r", *j): ref[j] for j in jobs}}, "c", "r",
                           n_boot=4000)
     return f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] ({len(jobs)})", 100 * d.mean
@@ -365,7 +368,7 @@ def verdict(deltas: list[float | None], time_ok: bool = True) -> tuple[str, str]
     """(mean Δ cell, verdict) of the pre-registered rule: mean gain ≥ RULE_GAIN over the datasets,
     no dataset below −RULE_MAX_LOSS (and, for a training candidate, its time within bounds)."""
     if not deltas or any(d is None for d in deltas):
-        return "-", "not decided (not run everywhere)"
+        return "-", "not decided (not run on every job)"
     ok = np.mean(deltas) >= RULE_GAIN and min(deltas) >= -RULE_MAX_LOSS and time_ok
     return f"{np.mean(deltas):+.1f}", "passes" if ok else "fails"
 
