@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fgad import Detector
-from fgad.core.config import PAPER_SCORING
+from fgad.core.config import PAPER_SETTINGS
 from fgad.methods import FitContext, create_method
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -40,7 +40,7 @@ def test_quick_detector_scores_are_bit_identical(data, reference):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the reference was recorded with one thread
     try:
-        det = Detector(preset="quick", steps=12, seed=0, **PAPER_SCORING).fit(x_train, progress=False)
+        det = Detector(preset="quick", steps=12, seed=0, **PAPER_SETTINGS).fit(x_train, progress=False)
         sums = det.score_tasks(x_test)
         scores = det.score(x_test)
     finally:

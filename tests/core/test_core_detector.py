@@ -11,9 +11,9 @@ from safetensors.torch import load_file, save_file
 
 import fgad
 from fgad import ConfigError, Detector, InputError, ModelFileError
-from fgad.core.config import PAPER_SCORING
+from fgad.core.config import PAPER_SETTINGS
 
-TINY = dict(preset="tiny", device="cpu", **PAPER_SCORING)
+TINY = dict(preset="tiny", device="cpu", **PAPER_SETTINGS)
 
 
 def test_fit_and_score_shapes(grey_detector, grey_images):
@@ -155,7 +155,7 @@ def test_wrong_size_images_are_refused(grey_detector, make_images):
         grey_detector.score(make_images(2, 32, 32))
 
 
-@pytest.mark.parametrize("scoring", [PAPER_SCORING, {}], ids=["paper", "improved"])
+@pytest.mark.parametrize("scoring", [PAPER_SETTINGS, {}], ids=["paper", "improved"])
 def test_unfitted_detector_refuses_to_score_or_save(tmp_path, grey_images, scoring):
     det = Detector(**{**TINY, **scoring}) if scoring else Detector(preset="tiny", device="cpu")
     with pytest.raises(InputError, match="not fitted"):

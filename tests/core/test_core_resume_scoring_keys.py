@@ -13,10 +13,10 @@ import torch
 
 import fgad.core.training as training
 from fgad import Detector, ModelFileError
-from fgad.core.config import PAPER_SCORING
+from fgad.core.config import PAPER_SETTINGS
 
 RUN = dict(preset="tiny", device="cpu", steps=2, checkpoint_every=1, image_size=16, batch_size=3,
-           tasks=("rotation", "jigsaw"), **PAPER_SCORING)
+           tasks=("rotation", "jigsaw"), **PAPER_SETTINGS)
 X = np.random.default_rng(8).integers(0, 256, (10, 16, 16), dtype=np.uint8)
 SCORING_KEYS = ("task_score", "score_fusion", "normal_stats", "heldout_fraction", "feature_knn", "feature_bank_max",
                 "jigsaw_test_draws")

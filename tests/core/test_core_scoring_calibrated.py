@@ -19,7 +19,7 @@ import torch
 import fgad
 from fgad.cli import main
 from fgad.core import scoring
-from fgad.core.config import IMPROVED, PAPER_SCORING
+from fgad.core.config import IMPROVED, PAPER_SETTINGS
 from fgad.core.scoring import (
     NormalStats,
     dirichlet_log_likelihood_sum,
@@ -431,7 +431,7 @@ def test_old_model_folder_loads_with_the_papers_scoring(grey_detector, grey_imag
         del meta["config"][k]  # as written before these options existed
     cfg_file.write_text(json.dumps(meta))
     old = fgad.Detector.load(tmp_path / "old")
-    assert {k: getattr(old.config, k) for k in PAPER_SCORING} == PAPER_SCORING
+    assert {k: getattr(old.config, k) for k in PAPER_SETTINGS} == PAPER_SETTINGS
     np.testing.assert_array_equal(old.score(grey_images), grey_detector.score(grey_images))
     sums = old.score_tasks(grey_images)
     assert {k: v.tobytes() for k, v in old.score_components(grey_images).items()} == \
@@ -460,10 +460,10 @@ def test_calibrated_method_roundtrip(grey_images, make_images, tmp_path):
 
 def test_ours_is_fixed_to_the_papers_score():
     ours = create_method("ours", "tiny", 0)
-    assert {k: getattr(ours.config, k) for k in PAPER_SCORING} == PAPER_SCORING
+    assert {k: getattr(ours.config, k) for k in PAPER_SETTINGS} == PAPER_SETTINGS
     for option in ("task_score", "score_fusion", "feature_knn", "jigsaw_test_draws"):
         with pytest.raises(ConfigError, match="set by the method"):
-            create_method("ours", "tiny", 0, **{option: PAPER_SCORING[option]})
+            create_method("ours", "tiny", 0, **{option: PAPER_SETTINGS[option]})
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from fgad import ConfigError, Detector
-from fgad.core.config import resolve_config
+from fgad.core.config import PAPER_SETTINGS, resolve_config
 from fgad.core.seeding import generator
 from fgad.core.training import choose_views, step_batch, step_loss
 from fgad.tasks import GeometricTask, JigsawTask, build_task, choose_permutations, random_permutations
@@ -310,10 +310,11 @@ def test_knob_validation(options, message):
         resolve_config("tiny", options)
 
 
-def test_knob_defaults_are_the_papers_and_values_convert():
+def test_knob_defaults_are_the_papers_but_flips_and_values_convert():
     cfg = resolve_config("paper")
     assert (cfg.views_per_image, cfg.hflip, cfg.jigsaw_permutations, cfg.jigsaw_test_draws, cfg.task_weights) == \
-        (None, "off", "distant", 0, None)
+        (None, "auto", "distant", 0, None)  # hflip: the improved detector's (colour images only)
+    assert resolve_config("paper", PAPER_SETTINGS).hflip == "off"
     cfg = resolve_config("tiny", {"task_weights": {"jigsaw": 2}, "views_per_image": 6})
     assert cfg.task_weights == {"jigsaw": 2.0} and isinstance(cfg.task_weights["jigsaw"], float)
     assert resolve_config("tiny", cfg.to_dict()) == cfg  # round trip through plain values

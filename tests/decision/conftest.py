@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fgad
-from fgad.core.config import IMPROVED, PAPER_SCORING
+from fgad.core.config import IMPROVED, PAPER_SETTINGS
 
 from decision_helpers import random_uint8
 
@@ -23,20 +23,20 @@ def grey_train() -> np.ndarray:
 @pytest.fixture(scope="session")
 def grey_detector(grey_train) -> fgad.Detector:
     """The paper's method (geometric + jigsaw), tiny, fitted on 8 grey 28×28 images (padded to 32)."""
-    return fgad.Detector(preset="tiny", device="cpu", steps=2, **PAPER_SCORING).fit(grey_train, progress=False)
+    return fgad.Detector(preset="tiny", device="cpu", steps=2, **PAPER_SETTINGS).fit(grey_train, progress=False)
 
 
 @pytest.fixture(scope="session")
 def colour_detector() -> fgad.Detector:
     """Geometric + jigsaw, tiny, fitted on 6 colour 32×32 images."""
-    return fgad.Detector(preset="tiny", device="cpu", steps=2, **PAPER_SCORING).fit(random_uint8(6, 32, 32, 3, seed=12),
-                                                                    progress=False)
+    det = fgad.Detector(preset="tiny", device="cpu", steps=2, **PAPER_SETTINGS)
+    return det.fit(random_uint8(6, 32, 32, 3, seed=12), progress=False)
 
 
 @pytest.fixture(scope="session")
 def small_detector() -> fgad.Detector:
     """The paper's method on 16×16 grey images with image_size 16: the cheapest to score."""
-    return fgad.Detector(preset="tiny", device="cpu", steps=2, image_size=16, **PAPER_SCORING).fit(
+    return fgad.Detector(preset="tiny", device="cpu", steps=2, image_size=16, **PAPER_SETTINGS).fit(
         random_uint8(6, 16, 16, seed=13), progress=False)
 
 

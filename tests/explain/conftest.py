@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import fgad
-from fgad.core.config import IMPROVED, PAPER_SCORING
+from fgad.core.config import IMPROVED, PAPER_SETTINGS
 
 torch.set_num_threads(1)  # two shared cores: one intra-op thread is faster and deterministic
 
 TINY = dict(preset="tiny", device="cpu")
-PAPER = dict(TINY, **PAPER_SCORING)  # the paper's score (the defaults are the improved detector's)
+PAPER = dict(TINY, **PAPER_SETTINGS)  # the paper's score (the defaults are the improved detector's)
 
 
 def random_uint8(n: int, h: int = 28, w: int = 28, c: int | None = None, seed: int = 0) -> np.ndarray:

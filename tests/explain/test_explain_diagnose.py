@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import fgad
-from fgad.core.config import PAPER_SCORING
+from fgad.core.config import PAPER_SETTINGS
 from fgad.io.preprocess import to_tensor
 from fgad.tools.diagnose import CSV_COLUMNS, diagnose, head_accuracies, parse_task_sets
 
@@ -18,7 +18,7 @@ from fgad.tools.diagnose import CSV_COLUMNS, diagnose, head_accuracies, parse_ta
 def random_uint8(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, h, w), dtype=np.uint8)
 
-SMALL = {"device": "cpu", "image_size": 16, **PAPER_SCORING}
+SMALL = {"device": "cpu", "image_size": 16, **PAPER_SETTINGS}
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ from PIL import Image
 
 from fgad import Detector, InputError
 from fgad.cli import main
-from fgad.core.config import PAPER_SCORING
+from fgad.core.config import PAPER_SETTINGS
 
 
 @pytest.fixture(scope="module")
 def grey_model(tmp_path_factory):
     torch.set_num_threads(1)
-    det = Detector(preset="tiny", steps=1, image_size=16, **PAPER_SCORING)
+    det = Detector(preset="tiny", steps=1, image_size=16, **PAPER_SETTINGS)
     det.fit(np.random.default_rng(0).integers(0, 256, (6, 12, 12), dtype=np.uint8), progress=False)
     path = tmp_path_factory.mktemp("m") / "model"
     det.save(path)

@@ -10,7 +10,7 @@ Example:
 ``tasks=("geometric",)`` is MHRot, ``("jigsaw",)`` is jigsaw only, both (the default) the paper's
 task set. The scoring options (``task_score``, ``score_fusion``, ``feature_knn``...; see
 :mod:`fgad.core.scoring`) default to the improved detector's (``fgad.core.config.IMPROVED``);
-``Detector(**PAPER_SCORING)`` scores as the paper (eqs. 2–4), as the ``ours`` method does.
+``Detector(**PAPER_SETTINGS)`` scores as the paper (eqs. 2–4), as the ``ours`` method does.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..io.provenance import versions
 from ..io.safeload import load_state_checked
 from ..nets import MultiTaskNet, WideResNet
 from ..tasks import Task, build_task
-from .config import PAPER_SCORING, DetectorConfig, resolve_config, score_batch_size
+from .config import PAPER_SETTINGS, DetectorConfig, resolve_config, score_batch_size
 from .precision import autocast
 from .scoring import (
     FEATURE_COMPONENT,
@@ -559,8 +559,8 @@ class Detector:
         """
         folder = read_model_folder(path, FORMAT, "fgad")
         try:
-            # A folder saved before a scoring option existed was scored the paper's way.
-            values = {**PAPER_SCORING, **dict(folder.get("config"))}
+            # A folder saved before a scoring or flip option existed was the paper's method there.
+            values = {**PAPER_SETTINGS, **dict(folder.get("config"))}
             values.setdefault("resize", "stretch")  # saved before the resize rules: conform=True stretched
             values.setdefault("feature_weight", 1.0)  # saved before the weight existed: an equal-weight mean
             if device is not None:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, DistributedError, ModelFileError
 from ..io.fileio import atomic_directory
 from ..tasks import Task
-from .config import PAPER_SCORING, DetectorConfig
+from .config import PAPER_SETTINGS, DetectorConfig
 from .precision import autocast
 from .scoring import STANDARDISED_FUSIONS
 from .seeding import derive_seed, generator
@@ -52,8 +52,8 @@ def _training_identity(config: dict[str, Any]) -> dict[str, Any]:
     and the held-out split (its share, or None: training on every image; the split itself depends
     only on the image count, the share and the seed). A key missing from a checkpoint's config
     was written before the option existed, when training was the paper's: it takes the paper's
-    value (:data:`PAPER_SCORING` over the config's defaults)."""
-    values = {**DetectorConfig().to_dict(), **PAPER_SCORING, **config}
+    value (:data:`PAPER_SETTINGS` over the config's defaults)."""
+    values = {**DetectorConfig().to_dict(), **PAPER_SETTINGS, **config}
     out = {k: v for k, v in values.items() if k not in _RESUME_FREE_KEYS}
     split = values["score_fusion"] in STANDARDISED_FUSIONS and values["normal_stats"] == "heldout"
     out[_SPLIT_KEY] = values["heldout_fraction"] if split else None

@@ -9,7 +9,7 @@
 Orientation: scikit-learn's, not fgad's. ``score_samples`` is the negated anomaly score of
 :meth:`fgad.Detector.score`: the detector's own components and fusion (higher = more normal;
 with the defaults, fgad's improved detector, the mean of the components z-scored against
-held-out normal images; with the paper's scoring, ``config=dict(fgad.core.config.PAPER_SCORING)``,
+held-out normal images; with the paper's scoring, ``config=dict(fgad.core.config.PAPER_SETTINGS)``,
 the normality s(x) of eq. 3). ``fit`` sets ``offset_`` as scikit-learn's detectors do
 (IsolationForest, LocalOutlierFactor): the ``100 * contamination`` percentile of
 ``score_samples`` on the training images (NumPy's linear interpolation), so that about a

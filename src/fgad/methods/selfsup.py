@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.config import IMPROVED, PAPER_SCORING, PRESETS, DetectorConfig
+from ..core.config import IMPROVED, PAPER_SETTINGS, PRESETS, DetectorConfig
 from ..core.detector import Detector
 from ..errors import ConfigError, ModelFileError
 from .base import AnomalyDetector, ComponentScores, FitContext
@@ -105,7 +105,7 @@ class Ours(SelfSupervised):
     """Geometric + jigsaw tasks: the paper's method, scored as the paper (fixed: it never drifts)."""
 
     name = "ours"
-    fixed = {"tasks": ("geometric", "jigsaw"), **PAPER_SCORING}
+    fixed = {"tasks": ("geometric", "jigsaw"), **PAPER_SETTINGS}
 
 
 class Calibrated(SelfSupervised):
@@ -119,28 +119,28 @@ class MHRot(SelfSupervised):
     """The geometric task only (MHRot)."""
 
     name = "mhrot"
-    fixed = {"tasks": ("geometric",), **PAPER_SCORING}
+    fixed = {"tasks": ("geometric",), **PAPER_SETTINGS}
 
 
 class JigsawOnly(SelfSupervised):
     """The jigsaw task only."""
 
     name = "jigsaw"
-    fixed = {"tasks": ("jigsaw",), **PAPER_SCORING}
+    fixed = {"tasks": ("jigsaw",), **PAPER_SETTINGS}
 
 
 class RotationOnly(SelfSupervised):
     """The rotation task only (RotNet)."""
 
     name = "rotation"
-    fixed = {"tasks": ("rotation",), **PAPER_SCORING}
+    fixed = {"tasks": ("rotation",), **PAPER_SETTINGS}
 
 
 class TranslationOnly(SelfSupervised):
     """The translation task only."""
 
     name = "translation"
-    fixed = {"tasks": ("translation",), **PAPER_SCORING}
+    fixed = {"tasks": ("translation",), **PAPER_SETTINGS}
 
 
 #: The task set of each self-supervised method.
