@@ -247,16 +247,19 @@ COMPARED = (("paper's method (ours, eqs. 2-4)", "ours", "p|mean"), ("MHRot", "mh
 def report(tsv: Path, improved: str) -> str:
     """Markdown: per dataset, the improved detector (``VARIANT:CANDIDATE``) and each method it is
     compared with: mean AUROC (classes × seeds), then the improved one's paired difference to
-    each and to the floor, with a bootstrap 95% interval over classes (seeds of a class together)."""
+    each and to the floor, with a bootstrap 95% interval over classes (seeds of a class together).
+    A training candidate's variant (``ours-hflip``) takes ``ours``' rows where it trains as ``ours``."""
     import csv
 
     from fgad.report.paired import paired_difference
 
     variant, candidate = improved.split(":", 1)
-    methods = (("improved (calibrated)", variant, candidate), *COMPARED)
     rows = list(csv.DictReader(open(tsv), delimiter="\t"))
     lines = []
     for ds in sorted({r["dataset"] for r in rows}):
+        # a training candidate trains as "ours" on some datasets (flips on grey images): its rows there
+        same = "ours" if ds in TRAINING_CANDIDATES.get(variant, ()) else variant
+        methods = (("improved (calibrated)", same, candidate), *COMPARED)
         res: dict[tuple, float] = {}
         for r in rows:
             if r["dataset"] != ds:
