@@ -10,7 +10,7 @@ Example:
 ``tasks=("geometric",)`` is MHRot, ``("jigsaw",)`` is jigsaw only, both (the default) the paper's
 task set. The scoring options (``task_score``, ``score_fusion``, ``feature_knn``...; see
 :mod:`fgad.core.scoring`) default to the improved detector's (``fgad.core.config.IMPROVED``);
-``Detector(**PAPER_SETTINGS)`` scores as the paper (eqs. 2–4), as the ``ours`` method does.
+``Detector(**PAPER_SETTINGS)`` is the paper's method (eqs. 2–4, no flips), as the ``ours`` method is.
 """
 
 from __future__ import annotations
