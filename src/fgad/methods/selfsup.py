@@ -1,15 +1,16 @@
 """Self-supervised methods: task sets of :class:`~fgad.Detector` behind the method contract.
 
-- ``ours``: geometric + jigsaw, the paper's method, its score fixed to the paper's (eqs. 2–4);
+- ``ours``: geometric + jigsaw, the paper's method, its score fixed to the paper's (eqs. 2–4)
+  and its training too (no flips);
 - ``calibrated``: fgad's improved detector, geometric + jigsaw with the settings of
   :data:`fgad.core.config.IMPROVED` (log-space task scores, a feature-space kNN component, fusion
-  relative to held-out normal images);
+  relative to held-out normal images) and the config's default flips of colour training images;
 - ``mhrot``: geometric only (MHRot, Hendrycks et al. 2019: the paper's "Geometric" column);
 - ``jigsaw``: jigsaw only (the ablation's "Jigsaw" column);
 - ``rotation``, ``translation``: single tasks for the task-suitability study (Fig. 1).
 
 The method fixes the task set and the scoring settings (``calibrated`` the improved detector's,
-the others the paper's: they are the paper's methods and baselines); every other
+the others the paper's, with no flips: they are the paper's methods and baselines); every other
 :class:`~fgad.core.config.DetectorConfig` field is an option. ``detector`` is the
 :class:`~fgad.Detector` itself (calibration, explanations, export).
 """
