@@ -49,6 +49,9 @@ VARIANTS = {
     "ours-hflip": {"tasks": ("geometric", "jigsaw"), "hflip": "auto"},  # flips colour images only
     "ours-jigrand10": {"tasks": ("geometric", "jigsaw"), "jigsaw_permutations": "random", "jigsaw_k": 10,
                        "batch_size": 7},  # 7 × (36 + 10) = 322
+    # A reference, not a candidate: MHRot trained with the improved default's flips, to tell
+    # whether the flip gain on colour images belongs to the multi-task network or to any.
+    "mhrot-hflip": {"tasks": ("geometric",), "hflip": "auto"},
 }
 # Baselines through the method contract (their quick presets): only their test scores are kept.
 BASELINES = ("deepgeo", "goad")
