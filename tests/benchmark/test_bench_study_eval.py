@@ -126,16 +126,18 @@ def test_the_score_rule_compares_candidates_on_the_same_trainings(study_eval, tm
     assert zclip[2].startswith("-2.0 ") and zclip[-2:] == ["-0.5", "fails"]
 
 
-def test_the_report_takes_ours_rows_where_a_training_candidate_trains_as_ours(study_eval, tmp_path):
+def test_the_report_takes_the_plain_variants_rows_where_flips_change_nothing(study_eval, tmp_path):
     rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
     for c in range(2):
         for ds, variant, cand, auc in (("cub", "ours", "logp+knn1|z-w3", 0.80),
                                        ("cub", "ours-hflip", "logp+knn1|z-w3", 0.90),
                                        ("fonts", "ours", "logp+knn1|z-w3", 0.70), ("cub", "mhrot", "p|mean", 0.85),
-                                       ("fonts", "mhrot", "p|mean", 0.60)):
+                                       ("fonts", "mhrot", "p|mean", 0.60), ("cub", "mhrot-hflip", "p|mean", 0.88)):
             rows.append(f"{ds}\t{variant}\t{c}\t0\t{cand}\t{auc}\t0.5\t")
     (tmp_path / "eval.tsv").write_text("\n".join(rows) + "\n")
     text = study_eval.report(tmp_path / "eval.tsv", "ours-hflip:logp+knn1|z-w3")
     cub, fonts = text.split("**fonts**")
     assert "| improved (calibrated) | 90.0 | 2 × 1 |" in cub and "| MHRot | 85.0 | 2 × 1 | +5.0" in cub
     assert "| improved (calibrated) | 70.0 | 2 × 1 |" in fonts and "| MHRot | 60.0 | 2 × 1 | +10.0" in fonts
+    # MHRot with flips: its own rows on colour images, MHRot's on grey ones
+    assert "| MHRot with flips | 88.0 | 2 × 1 | +2.0" in cub and "| MHRot with flips | 60.0 | 2 × 1 | +10.0" in fonts
