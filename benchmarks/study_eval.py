@@ -247,8 +247,9 @@ COMPARED = (("paper's method (ours, eqs. 2-4)", "ours", "p|mean"), ("MHRot", "mh
 
 def report(tsv: Path, improved: str) -> str:
     """Markdown: per dataset, the improved detector (``VARIANT:CANDIDATE``) and each method it is
-    compared with: mean AUROC (classes × seeds), then the improved one's paired difference to
-    each and to the floor, with a bootstrap 95% interval over classes (seeds of a class together).
+    compared with: mean AUROC (over classes of each class's mean over its seeds), then the improved
+    one's paired difference to each and to the floor, with a bootstrap 95% interval over classes
+    (seeds of a class together).
     A flip variant (``ours-hflip``, ``mhrot-hflip``) takes its plain variant's rows on grey datasets."""
     import csv
 
@@ -277,17 +278,23 @@ def report(tsv: Path, improved: str) -> str:
                   "| method | mean AUROC | classes × seeds | improved − method, 95% interval | wins/losses |",
                   "|---|---:|---:|---|---:|"]
         for name in [m[0] for m in methods] + ["floor"]:
-            vals = [v for (m, c, _s), v in res.items() if m == name and c in classes]
-            if not vals:
+            per_class: dict[str, list[float]] = {}
+            for (m, c, _s), v in res.items():
+                if m == name and c in classes:
+                    per_class.setdefault(c, []).append(v)
+            if not per_class:
                 lines.append(f"| {name} | not run | 0 | | |")
                 continue
-            n_cls = len({c for (m, c, _s) in res if m == name and c in classes})
+            # the mean over classes of each class's mean over its seeds, as the paired difference
+            mean = np.mean([np.mean(v) for v in per_class.values()])
+            n_seeds = sorted({len(v) for v in per_class.values()})
+            seeds = f"{n_seeds[0]}" if len(n_seeds) == 1 else f"{n_seeds[0]}–{n_seeds[-1]}"
             cell = ""
             if name != name0:
                 d = paired_difference(res, name0, name, n_boot=4000)
                 if d is not None:
                     cell = f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] | {d.wins_a}/{d.wins_b}"
-            lines.append(f"| {name} | {100 * np.mean(vals):.1f} | {n_cls} × {len(vals) // max(n_cls, 1)} | "
+            lines.append(f"| {name} | {100 * mean:.1f} | {len(per_class)} × {seeds} | "
                          f"{cell or ' | '} |")
         lines.append("")
     return "\n".join(lines)

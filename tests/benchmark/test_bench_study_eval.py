@@ -141,3 +141,15 @@ def test_the_report_takes_the_plain_variants_rows_where_flips_change_nothing(stu
     assert "| improved (calibrated) | 70.0 | 2 × 1 |" in fonts and "| MHRot | 60.0 | 2 × 1 | +10.0" in fonts
     # MHRot with flips: its own rows on colour images, MHRot's on grey ones
     assert "| MHRot with flips | 88.0 | 2 × 1 | +2.0" in cub and "| MHRot with flips | 60.0 | 2 × 1 | +10.0" in fonts
+
+
+def test_the_report_means_over_classes_when_seeds_differ_between_classes(study_eval, tmp_path):
+    rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
+    # class 0 ran seeds 0-2 at 0.90, 0.80, 0.70 (mean 0.80); class 1 ran seed 0 only, at 0.60
+    for c, s, a in ((0, 0, 0.90), (0, 1, 0.80), (0, 2, 0.70), (1, 0, 0.60)):
+        rows.append(f"cub\tours-hflip\t{c}\t{s}\tlogp+knn1|z-w3\t{a}\t0.5\t")
+        rows.append(f"cub\tmhrot\t{c}\t{s}\tp|mean\t{a - 0.1}\t0.5\t")
+    (tmp_path / "eval.tsv").write_text("\n".join(rows) + "\n")
+    text = study_eval.report(tmp_path / "eval.tsv", "ours-hflip:logp+knn1|z-w3")
+    assert "| improved (calibrated) | 70.0 | 2 × 1–3 |" in text  # (0.80 + 0.60) / 2, not the job mean 0.75
+    assert "| MHRot | 60.0 | 2 × 1–3 | +10.0" in text
