@@ -351,6 +351,8 @@ TRAINING_CANDIDATES = {"ours-vpi9": (), "ours-hflip": GREY_DATASETS, "ours-jigra
 def trains_as(variant: str, dataset: str) -> str:
     """The variant whose dumps stand for ``variant`` on ``dataset`` (``ours-hflip`` on fonts → ``ours``)."""
     return variant.removesuffix("-hflip") if dataset in GREY_DATASETS else variant
+
+
 DEFAULT_SCORE = "logp+knn1|z-w3"
 RULE_GAIN, RULE_MAX_LOSS, RULE_MAX_TIME = 0.5, 0.5, 1.2
 
