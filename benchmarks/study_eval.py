@@ -300,6 +300,25 @@ def report(tsv: Path, improved: str) -> str:
     return "\n".join(lines)
 
 
+def job_times(jobs_tsv: Path) -> str:
+    """Markdown: per (dataset, job) the number of jobs and the median training and whole-job wall
+    times from ``study_dump.py``'s job lines (a job run twice counts once: its last line)."""
+    import csv
+
+    last = {}
+    for r in csv.DictReader(open(jobs_tsv), delimiter="\t"):
+        last[(r["dataset"], r["variant"], r["class"], r["seed"])] = (float(r["fit_s"]), float(r["total_s"]))
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for (ds, v, _c, _s), t in last.items():
+        groups.setdefault((ds, v), []).append(t)
+    lines = ["| dataset | job | jobs | training, median s | whole job, median s |",
+             "|---|---|---:|---:|---:|"]
+    for (ds, v), ts in sorted(groups.items()):
+        fit, total = np.median(np.array(ts), axis=0)
+        lines.append(f"| {ds} | {v} | {len(ts)} | {fit:.0f} | {total:.0f} |")
+    return "\n".join(lines)
+
+
 #: Table 2 (item 5): which tasks the network learns, each scored the paper's way and the improved way.
 TABLE2_TASKS = (("geometric", "mhrot"), ("jigsaw", "jigsaw"), ("both", "ours"))
 
@@ -483,9 +502,14 @@ def main() -> int:
     p.add_argument("--training-rule", metavar="JOBS_TSV",
                    help="print the training candidates' verdicts of a TSV; JOBS_TSV: the jobs' wall times")
     p.add_argument("--rule-classes", metavar="DS:LO-HI,...", help="with --training-rule: only these classes")
+    p.add_argument("--times", action="store_true",
+                   help="print the median wall times per dataset and job of study_dump.py's jobs.tsv")
     p.add_argument("--score-rule", action="store_true",
                    help="print the bounded-evidence score candidates' verdicts of a TSV")
     args = p.parse_args()
+    if args.times:
+        print(job_times(Path(args.dumps)))
+        return 0
     if args.score_rule:
         print(score_rule(Path(args.dumps)))
         return 0

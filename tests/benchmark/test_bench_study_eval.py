@@ -153,3 +153,13 @@ def test_the_report_means_over_classes_when_seeds_differ_between_classes(study_e
     text = study_eval.report(tmp_path / "eval.tsv", "ours-hflip:logp+knn1|z-w3")
     assert "| improved (calibrated) | 70.0 | 2 × 1–3 |" in text  # (0.80 + 0.60) / 2, not the job mean 0.75
     assert "| MHRot | 60.0 | 2 × 1–3 | +10.0" in text
+
+
+def test_job_times_are_medians_per_dataset_and_job_counting_a_rerun_once(study_eval, tmp_path):
+    jobs = ["dataset\tvariant\tclass\tseed\tfit_s\ttotal_s",
+            "cub\tmhrot\t0\t0\t100.0\t200.0", "cub\tmhrot\t1\t0\t300.0\t400.0",
+            "cub\tmhrot\t2\t0\t900.0\t950.0", "cub\tmhrot\t2\t0\t200.0\t260.0",  # class 2 rerun: its last line
+            "fonts\tgoad\t3\t0\t500.4\t560.6"]
+    (tmp_path / "jobs.tsv").write_text("\n".join(jobs) + "\n")
+    lines = study_eval.job_times(tmp_path / "jobs.tsv").splitlines()
+    assert lines[2:] == ["| cub | mhrot | 3 | 200 | 260 |", "| fonts | goad | 1 | 500 | 561 |"]
