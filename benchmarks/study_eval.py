@@ -242,7 +242,9 @@ SUITES = {"dev": {"mnist": range(5, 10), "cub": range(50, 100), "fonts": range(8
 COMPARED = (("paper's method (ours, eqs. 2-4)", "ours", "p|mean"), ("MHRot", "mhrot", "p|mean"),
             ("MHRot with flips", "mhrot-hflip", "p|mean"),
             ("DeepGEO", "deepgeo", "own"), ("DeepGEO, softmax score", "deepgeo", "softmax"),
-            ("DeepGEO, log score", "deepgeo", "logprob"), ("GOAD", "goad", "own"))
+            ("DeepGEO, log score", "deepgeo", "logprob"), ("GOAD", "goad", "own"),
+            ("DeepGEO at MHRot's training time", "deepgeo-eqtime", "own"),
+            ("GOAD at MHRot's training time", "goad-eqtime", "own"))
 
 
 def report(tsv: Path, improved: str) -> str:

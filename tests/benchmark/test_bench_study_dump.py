@@ -47,3 +47,24 @@ def test_a_job_trains_on_the_whole_training_share(study, tmp_path, monkeypatch):
     dump = np.load(tmp_path / "tiny" / "ours" / "class0_seed0.npz")
     assert dump["test_logits_geometric"].shape[:2] == (12, 36) and dump["held_features"].shape[0] == 4
     assert study.run_job("tiny", ds, "ours", 0, 0, tmp_path, preset="tiny") is None  # done: skipped
+
+
+def test_an_equal_time_baseline_trains_with_its_own_step_budget(study, tmp_path, monkeypatch):
+    """``goad-eqtime`` is GOAD with fewer steps: the override reaches the method, and the dump is
+    filed under the variant's name with the baseline's test scores and the floor's."""
+    import fgad.methods
+
+    made = []
+    create = fgad.methods.create_method
+
+    def spy(name, **kw):
+        made.append((name, kw))
+        return create(name, **kw)
+
+    monkeypatch.setattr(fgad.methods, "create_method", spy)
+    monkeypatch.setitem(study.BASELINES, "goad-eqtime", ("goad", {"steps": 3}))
+    line = study.run_job("tiny", tiny_dataset(), "goad-eqtime", 0, 0, tmp_path, preset="tiny")
+    assert made[0] == ("goad", {"preset": "tiny", "seed": 0, "steps": 3})
+    assert line.split("\t")[:4] == ["tiny", "goad-eqtime", "0", "0"]
+    dump = np.load(tmp_path / "tiny" / "goad-eqtime" / "class0_seed0.npz")
+    assert dump["test_scores"].shape == (12,) and dump["floor_scores"].shape == (12,)
