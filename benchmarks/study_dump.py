@@ -184,7 +184,7 @@ def run_baseline(dataset, method, normal_class, seed, path: Path, out_dir: Path,
     if name == "deepgeo":  # 2a: the same model scored every way (one pass); its own score stays test_scores
         by_scoring = det.scores(x_test)
         scores = by_scoring.pop(det.config.scoring)
-        extra = {f"test_scores_{name}": v for name, v in by_scoring.items()}
+        extra = {f"test_scores_{scoring}": v for scoring, v in by_scoring.items()}
     else:
         scores = det.score(x_test)
     total_s = time.perf_counter() - t0
