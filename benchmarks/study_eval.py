@@ -232,6 +232,31 @@ def summary(tsv: Path) -> str:
     return "\n".join(lines)
 
 
+def checks_table(tsv: Path, variants: list[str] | None = None) -> str:
+    """Markdown: per dataset and variant, the label-free checks on held-out normals (2d): each
+    head's accuracy and the share of exact ties at the jigsaw sum's maximum, as the mean over the
+    jobs with the range beside it. A job's checks are the same on all its candidates' lines."""
+    import csv
+
+    per_job: dict[tuple, dict[str, float]] = {}
+    for r in csv.DictReader(open(tsv), delimiter="\t"):
+        if r["checks"] and (variants is None or r["variant"] in variants):
+            per_job[(r["dataset"], r["variant"], r["class"], r["seed"])] = {
+                k: float(v) for k, v in (item.split("=") for item in r["checks"].split(";"))}
+    names = sorted({k for c in per_job.values() for k in c})
+    lines = ["Label-free checks on held-out normals: mean over jobs [min, max], in %", "",
+             "| dataset | variant | jobs | " + " | ".join(names) + " |",
+             "|---|---|---:|" + "---:|" * len(names)]
+    for ds, v in sorted({k[:2] for k in per_job}):
+        jobs = [c for k, c in per_job.items() if k[:2] == (ds, v)]
+        cells = []
+        for name in names:
+            vals = [100 * c[name] for c in jobs if name in c]
+            cells.append(f"{np.mean(vals):.1f} [{min(vals):.1f}, {max(vals):.1f}]" if vals else "–")
+        lines.append(f"| {ds} | {v} | {len(jobs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 #: The classes of each suite (shared/notes/evaluation-protocol.md): settings are chosen on the
 #: development suite only; the report suite is measured once, after.
 SUITES = {"dev": {"mnist": range(5, 10), "cub": range(50, 100), "fonts": range(8, 16), "cifar10": range(5, 10)},
@@ -506,11 +531,16 @@ def main() -> int:
     p.add_argument("--rule-classes", metavar="DS:LO-HI,...", help="with --training-rule: only these classes")
     p.add_argument("--times", action="store_true",
                    help="print the median wall times per dataset and job of study_dump.py's jobs.tsv")
+    p.add_argument("--checks", metavar="VARIANTS", nargs="?", const="",
+                   help="print the label-free checks of a TSV per dataset and variant (comma-separated: only these)")
     p.add_argument("--score-rule", action="store_true",
                    help="print the bounded-evidence score candidates' verdicts of a TSV")
     args = p.parse_args()
     if args.times:
         print(job_times(Path(args.dumps)))
+        return 0
+    if args.checks is not None:
+        print(checks_table(Path(args.dumps), args.checks.split(",") if args.checks else None))
         return 0
     if args.score_rule:
         print(score_rule(Path(args.dumps)))

@@ -163,3 +163,21 @@ def test_job_times_are_medians_per_dataset_and_job_counting_a_rerun_once(study_e
     (tmp_path / "jobs.tsv").write_text("\n".join(jobs) + "\n")
     lines = study_eval.job_times(tmp_path / "jobs.tsv").splitlines()
     assert lines[2:] == ["| cub | mhrot | 3 | 200 | 260 |", "| fonts | goad | 1 | 500 | 561 |"]
+
+
+def test_checks_table_means_each_check_over_jobs_counting_a_job_once(study_eval, tmp_path):
+    rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
+    for cand in ("p|mean", "logp+knn1|z-w3"):  # one job's checks repeat on each candidate's line
+        rows.append(f"cub\tours\t50\t0\t{cand}\t0.8\t0.5\tacc_jigsaw_0=1.0000;jigsaw_ties_at_max=0.0100")
+        rows.append(f"cub\tours\t51\t0\t{cand}\t0.8\t0.5\tacc_jigsaw_0=0.5000;jigsaw_ties_at_max=0.0300")
+        rows.append(f"cub\tmhrot\t50\t0\t{cand}\t0.8\t0.5\tacc_geometric_0=0.4000")
+    rows.append("cub\tdeepgeo\t50\t0\town\t0.9\t0.5\t")  # a baseline: no checks
+    (tmp_path / "eval.tsv").write_text("\n".join(rows) + "\n")
+    table = study_eval.checks_table(tmp_path / "eval.tsv")
+    lines = {line.split("|")[2].strip(): [c.strip() for c in line.strip("|").split("|")]
+             for line in table.splitlines() if line.startswith("| cub")}
+    assert set(lines) == {"ours", "mhrot"}
+    assert lines["ours"][2:] == ["2", "–", "75.0 [50.0, 100.0]", "2.0 [1.0, 3.0]"]
+    assert lines["mhrot"][2:] == ["1", "40.0 [40.0, 40.0]", "–", "–"]
+    only = study_eval.checks_table(tmp_path / "eval.tsv", ["mhrot"])
+    assert "| cub | ours |" not in only and "| cub | mhrot |" in only
