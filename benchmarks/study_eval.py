@@ -191,15 +191,22 @@ REFERENCE = ("mhrot", "p|mean")  # MHRot with its own score: what every candidat
 ESCAPED_BAR = "\\|"
 
 
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    """The rows of one of this study's TSVs, as dicts keyed by its header (the file closed again)."""
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
 def summary(tsv: Path) -> str:
     """Markdown: per dataset and variant, the mean AUROC of each candidate over the classes both
     variants ran, the floor, and the paired difference to MHRot (bootstrap 95% interval, wins)."""
-    import csv
     from collections import defaultdict
 
     from fgad.report.paired import paired_difference
 
-    rows = list(csv.DictReader(open(tsv), delimiter="\t"))
+    rows = read_tsv(tsv)
     auc: dict[tuple, float] = {}
     floor: dict[tuple, float] = {}
     for r in rows:
@@ -236,10 +243,9 @@ def checks_table(tsv: Path, variants: list[str] | None = None) -> str:
     """Markdown: per dataset and variant, the label-free checks on held-out normals (2d): each
     head's accuracy and the share of exact ties at the jigsaw sum's maximum, as the mean over the
     jobs with the range beside it. A job's checks are the same on all its candidates' lines."""
-    import csv
 
     per_job: dict[tuple, dict[str, float]] = {}
-    for r in csv.DictReader(open(tsv), delimiter="\t"):
+    for r in read_tsv(tsv):
         if r["checks"] and (variants is None or r["variant"] in variants):
             per_job[(r["dataset"], r["variant"], r["class"], r["seed"])] = {
                 k: float(v) for k, v in (item.split("=") for item in r["checks"].split(";"))}
@@ -278,12 +284,11 @@ def report(tsv: Path, improved: str) -> str:
     one's paired difference to each and to the floor, with a bootstrap 95% interval over classes
     (seeds of a class together).
     A flip variant (``ours-hflip``, ``mhrot-hflip``) takes its plain variant's rows on grey datasets."""
-    import csv
 
     from fgad.report.paired import paired_difference
 
     variant, candidate = improved.split(":", 1)
-    rows = list(csv.DictReader(open(tsv), delimiter="\t"))
+    rows = read_tsv(tsv)
     lines = []
     for ds in sorted({r["dataset"] for r in rows}):
         methods = tuple((name, trains_as(v, ds), cand)
@@ -330,10 +335,9 @@ def report(tsv: Path, improved: str) -> str:
 def job_times(jobs_tsv: Path) -> str:
     """Markdown: per (dataset, job) the number of jobs and the median training and whole-job wall
     times from ``study_dump.py``'s job lines (a job run twice counts once: its last line)."""
-    import csv
 
     last = {}
-    for r in csv.DictReader(open(jobs_tsv), delimiter="\t"):
+    for r in read_tsv(jobs_tsv):
         last[(r["dataset"], r["variant"], r["class"], r["seed"])] = (float(r["fit_s"]), float(r["total_s"]))
     groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for (ds, v, _c, _s), t in last.items():
@@ -355,11 +359,10 @@ def table2(tsv: Path, improved: str) -> str:
     the paper's score (``p|mean``) and the improved one (``CANDIDATE``), mean AUROC over classes ×
     seeds, and what adding the other task gives (both − one task, paired bootstrap 95% interval
     over the classes every row ran)."""
-    import csv
 
     from fgad.report.paired import paired_difference
 
-    rows = list(csv.DictReader(open(tsv), delimiter="\t"))
+    rows = read_tsv(tsv)
     lines = []
     for ds in sorted({r["dataset"] for r in rows}):
         for score_name, cand in (("paper's score", "p|mean"), ("improved score", improved)):
@@ -440,10 +443,9 @@ def verdict(deltas: list[float | None], time_ok: bool = True) -> tuple[str, str]
 
 def read_aurocs(tsv: Path, classes: dict[str, set[int]] | None = None) -> dict[tuple, float]:
     """{(dataset, variant, candidate, class, seed): AUROC} of an evaluation TSV (``classes``: only these)."""
-    import csv
 
     out = {}
-    for r in csv.DictReader(open(tsv), delimiter="\t"):
+    for r in read_tsv(tsv):
         key = (r["dataset"], r["variant"], r["candidate"], int(r["class"]), int(r["seed"]))
         if classes is None or key[3] in classes.get(key[0], ()):
             out[key] = float(r["auroc"])
@@ -459,11 +461,10 @@ def training_rule(tsv: Path, jobs_tsv: Path, classes: dict[str, set[int]] | None
     """Markdown: each training candidate against ``ours`` under ``score`` on the development jobs
     both ran (``classes``: only these), per dataset the paired mean difference (bootstrap 95%
     interval), the median training time ratio on the same jobs, and the pre-registered verdict."""
-    import csv
 
     auc = read_aurocs(tsv, classes)
     fit = {(r["dataset"], r["variant"], int(r["class"]), int(r["seed"])): float(r["fit_s"])
-           for r in csv.DictReader(open(jobs_tsv), delimiter="\t")}  # a rerun's line comes last and wins
+           for r in read_tsv(jobs_tsv)}  # a rerun's line comes last and wins
     datasets = sorted({k[0] for k in auc if k[1:3] == ("ours", score)})
     if not datasets:
         return f"no `ours` job scored `{score}` on these classes\n"
