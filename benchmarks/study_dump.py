@@ -52,6 +52,11 @@ VARIANTS = {
     # A reference, not a candidate: MHRot trained with the improved default's flips, to tell
     # whether the flip gain on colour images belongs to the multi-task network or to any.
     "mhrot-hflip": {"tasks": ("geometric",), "hflip": "auto"},
+    # Task loss weights (2f), fixed before either ran: the improved default's training (flips on
+    # colour images) with the jigsaw loss weighted ½ or 2. A loss weight leaves each step's compute,
+    # hence the wall time, as it was.
+    "ours-jw05": {"tasks": ("geometric", "jigsaw"), "hflip": "auto", "task_weights": {"jigsaw": 0.5}},
+    "ours-jw2": {"tasks": ("geometric", "jigsaw"), "hflip": "auto", "task_weights": {"jigsaw": 2.0}},
 }
 # Baselines through the method contract: name -> (method, overrides of its quick preset); only
 # their test scores are kept.

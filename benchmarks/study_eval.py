@@ -43,6 +43,12 @@ on the development suite (CUB 50–59, fonts 8–15, MNIST 5–7) before this ru
 candidate only if the rule also holds on development classes not looked at then (CUB 60–69,
 MNIST 8–9: ``--rule-classes cub:60-69,mnist:8-9``).
 
+Task loss weights (2f; variants ``ours-jw05``, ``ours-jw2``: the jigsaw loss weighted ½ or 2),
+fixed before either ran, under the same rule and score, against the improved default's training
+(``ours-hflip``, which is ``ours`` on grey images) on the same development jobs
+(``--weight-rule``). A loss weight changes no step's compute, so the time condition holds by
+construction; the printed ratio compares machines wherever the reference ran on another one.
+
 Every score is oriented as an anomaly score (higher = more anomalous). Output: one TSV line per
 (job, candidate) with its AUROC, the floor's AUROC beside it, and label-free checks on held-out
 normals (per-head accuracy, share of exact ties of the jigsaw sum at its maximum).
@@ -395,6 +401,8 @@ def table2(tsv: Path, improved: str) -> str:
 GREY_DATASETS = ("fonts", "mnist")
 #: Training-side candidates: the development datasets on which each trains exactly as ``ours``.
 TRAINING_CANDIDATES = {"ours-vpi9": (), "ours-hflip": GREY_DATASETS, "ours-jigrand10": (), "mhrot": ()}
+#: Task loss weight candidates (2f), against the improved default's training (``ours-hflip``).
+WEIGHT_CANDIDATES = {"ours-jw05": (), "ours-jw2": ()}
 
 
 def trains_as(variant: str, dataset: str) -> str:
@@ -457,35 +465,40 @@ def jobs_of(auc: dict[tuple, float], dataset: str, variant: str, candidate: str)
 
 
 def training_rule(tsv: Path, jobs_tsv: Path, classes: dict[str, set[int]] | None = None,
-                  score: str = DEFAULT_SCORE) -> str:
-    """Markdown: each training candidate against ``ours`` under ``score`` on the development jobs
-    both ran (``classes``: only these), per dataset the paired mean difference (bootstrap 95%
-    interval), the median training time ratio on the same jobs, and the pre-registered verdict."""
+                  score: str = DEFAULT_SCORE, reference: str = "ours",
+                  candidates: dict[str, tuple[str, ...]] | None = None) -> str:
+    """Markdown: each training candidate (default: ``TRAINING_CANDIDATES``) against ``reference``'s
+    training under ``score`` on the development jobs both ran (``classes``: only these), per dataset
+    the paired mean difference (bootstrap 95% interval), the median training time ratio on the same
+    jobs, and the pre-registered verdict. A ``-hflip`` reference stands on grey datasets for its
+    plain variant (``trains_as``)."""
 
+    candidates = TRAINING_CANDIDATES if candidates is None else candidates
     auc = read_aurocs(tsv, classes)
     fit = {(r["dataset"], r["variant"], int(r["class"]), int(r["seed"])): float(r["fit_s"])
            for r in read_tsv(jobs_tsv)}  # a rerun's line comes last and wins
-    datasets = sorted({k[0] for k in auc if k[1:3] == ("ours", score)})
+    datasets = sorted({k[0] for k in auc if k[1:3] == (trains_as(reference, k[0]), score)})
     if not datasets:
-        return f"no `ours` job scored `{score}` on these classes\n"
-    lines = [f"Training candidates against `ours`, both scored `{score.replace('|', ESCAPED_BAR)}`; "
-             "Δ = candidate − ours, paired over classes, 95% bootstrap interval", "",
+        return f"no `{reference}` job scored `{score}` on these classes\n"
+    lines = [f"Training candidates against `{reference}`, both scored `{score.replace('|', ESCAPED_BAR)}`; "
+             f"Δ = candidate − {reference}, paired over classes, 95% bootstrap interval", "",
              "| candidate | " + " | ".join(f"{ds} Δ" for ds in datasets)
              + " | mean Δ | training time ratio | verdict |",
              "|---|" + "---|" * len(datasets) + "---:|---:|---|"]
-    for cand, same_as_ours in TRAINING_CANDIDATES.items():
+    for cand, same_as_ref in candidates.items():
         cells, deltas, ratios = [], [], []
         for ds in datasets:
-            if ds in same_as_ours:
-                cells.append("= ours")
+            if ds in same_as_ref:
+                cells.append(f"= {reference}")
                 deltas.append(0.0)
                 continue
-            ref, mine = jobs_of(auc, ds, "ours", score), jobs_of(auc, ds, cand, score)
+            base = trains_as(reference, ds)
+            ref, mine = jobs_of(auc, ds, base, score), jobs_of(auc, ds, cand, score)
             cell, delta = paired_cell(mine, ref)
             cells.append(cell)
             deltas.append(delta)
-            ratios += [fit[(ds, cand, *j)] / fit[(ds, "ours", *j)] for j in set(mine) & set(ref)
-                       if (ds, cand, *j) in fit and (ds, "ours", *j) in fit]
+            ratios += [fit[(ds, cand, *j)] / fit[(ds, base, *j)] for j in set(mine) & set(ref)
+                       if (ds, cand, *j) in fit and (ds, base, *j) in fit]
         ratio = float(np.median(ratios)) if ratios else float("nan")
         mean, decision = verdict(deltas if ratios else [None], ratio <= RULE_MAX_TIME)
         lines.append(f"| {cand} | " + " | ".join(cells) + f" | {mean} | {ratio:.2f} | {decision} |")
@@ -530,6 +543,8 @@ def main() -> int:
     p.add_argument("--training-rule", metavar="JOBS_TSV",
                    help="print the training candidates' verdicts of a TSV; JOBS_TSV: the jobs' wall times")
     p.add_argument("--rule-classes", metavar="DS:LO-HI,...", help="with --training-rule: only these classes")
+    p.add_argument("--weight-rule", metavar="JOBS_TSV",
+                   help="print the task loss weight candidates' verdicts against ours-hflip; JOBS_TSV: wall times")
     p.add_argument("--times", action="store_true",
                    help="print the median wall times per dataset and job of study_dump.py's jobs.tsv")
     p.add_argument("--checks", metavar="VARIANTS", nargs="?", const="",
@@ -545,6 +560,10 @@ def main() -> int:
         return 0
     if args.score_rule:
         print(score_rule(Path(args.dumps)))
+        return 0
+    if args.weight_rule:
+        print(training_rule(Path(args.dumps), Path(args.weight_rule), reference="ours-hflip",
+                            candidates=WEIGHT_CANDIDATES))
         return 0
     if args.training_rule:
         classes = parse_classes(args.rule_classes) if args.rule_classes else None

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -181,3 +183,29 @@ def test_checks_table_means_each_check_over_jobs_counting_a_job_once(study_eval,
     assert lines["mhrot"][2:] == ["1", "40.0 [40.0, 40.0]", "–", "–"]
     only = study_eval.checks_table(tmp_path / "eval.tsv", ["mhrot"])
     assert "| cub | ours |" not in only and "| cub | mhrot |" in only
+
+
+def test_the_weight_rule_compares_with_the_flip_default_and_its_grey_stand_in(study_eval, tmp_path):
+    aurocs = {("cub", "ours-hflip", c): 0.80 for c in range(3)}
+    aurocs |= {("fonts", "ours", c): 0.70 for c in range(3)}  # ours-hflip's training on grey faces
+    aurocs |= {("cub", "ours", c): 0.10 for c in range(3)}  # not the reference on colour: must be ignored
+    aurocs |= {("cub", "ours-jw05", c): 0.81 for c in range(3)} | {("fonts", "ours-jw05", c): 0.71 for c in range(3)}
+    aurocs |= {("cub", "ours-jw2", c): 0.83 for c in range(2)}  # ran two CUB classes only
+    fit = {(ds, v, c): 100.0 for ds, v, c in aurocs}
+    text = study_eval.training_rule(*write_tsvs(tmp_path, aurocs, fit), reference="ours-hflip",
+                                    candidates=study_eval.WEIGHT_CANDIDATES)
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                          for line in text.splitlines() if line.startswith("| ours-jw"))}
+    assert rows["ours-jw05"][1].startswith("+1.0 ") and rows["ours-jw05"][2].startswith("+1.0 ")
+    assert rows["ours-jw05"][-3:] == ["+1.0", "1.00", "passes"]
+    assert rows["ours-jw2"][1] == "partial (2 of 3)" and rows["ours-jw2"][-1].startswith("not decided")
+
+
+def test_weight_candidates_change_only_the_loss_weights_of_the_default():
+    study = load_script("study_dump")
+    default = resolve_config("quick", study.VARIANTS["ours-hflip"])
+    for name, weight in (("ours-jw05", 0.5), ("ours-jw2", 2.0)):
+        cfg = resolve_config("quick", study.VARIANTS[name])
+        assert cfg.task_weights == {"jigsaw": weight}
+        assert dataclasses.replace(cfg, task_weights=None) == default, name
+    assert set(load_script("study_eval").WEIGHT_CANDIDATES) == {"ours-jw05", "ours-jw2"}
