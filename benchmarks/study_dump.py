@@ -10,8 +10,9 @@ then scores every candidate from these files.
 
     python benchmarks/study_dump.py --dataset cub --classes 50-59 --seeds 0 --out study/dumps
 
-One line per finished job goes to ``OUT/jobs.tsv`` (dataset, variant, class, seed, wall time).
-Each job's file is written atomically; a rerun skips finished jobs.
+One line per finished job goes to ``OUT/jobs.tsv`` (dataset, variant, class, seed, wall times, and
+which machine ran it, so that times are compared within one machine). Each job's file is written
+atomically; a rerun skips finished jobs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ MAX_TEST = 2000  # larger test splits: all normal test images, anomalies subsamp
 SPLIT_SEED = 12345  # seeds the test subsample and the held-out share, the same for every method
 HELDOUT_SHARE = 0.2
 JIGSAW_DRAWS = 4  # random test-time tile offsets, besides the centred ones
+JOBS_HEADER = "dataset\tvariant\tclass\tseed\tfit_s\ttotal_s\tmachine"
 
 VARIANTS = {
     # name: Detector overrides on top of the quick preset
@@ -168,10 +170,8 @@ def run_job(dataset, ds, variant, normal_class, seed, out_dir: Path, preset: str
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
-    line = f"{dataset}\t{variant}\t{normal_class}\t{seed}\t{fit_s:.1f}\t{arrays['total_s']:.1f}"
-    with open(out_dir / "jobs.tsv", "a") as f:
-        f.write(line + "\n")
-    return line
+    total_s = float(arrays["total_s"])
+    return append_job_line(out_dir, f"{dataset}\t{variant}\t{normal_class}\t{seed}\t{fit_s:.1f}\t{total_s:.1f}")
 
 
 def run_baseline(dataset, method, normal_class, seed, path: Path, out_dir: Path, preset: str, t0: float,
@@ -199,9 +199,35 @@ def run_baseline(dataset, method, normal_class, seed, path: Path, out_dir: Path,
     np.savez_compressed(buf, y_test=y_test, test_scores=scores, fit_s=np.array(fit_s), total_s=np.array(total_s),
                         floor_scores=mean_distance(x_fit, x_test), **extra)
     atomic_write_bytes(path, buf.getvalue())
-    line = f"{dataset}\t{method}\t{normal_class}\t{seed}\t{fit_s:.1f}\t{total_s:.1f}"
-    with open(out_dir / "jobs.tsv", "a") as f:
-        f.write(line + "\n")
+    return append_job_line(out_dir, f"{dataset}\t{method}\t{normal_class}\t{seed}\t{fit_s:.1f}\t{total_s:.1f}")
+
+
+def machine_id() -> str:
+    """Which machine ran a job: its CPU model and core count, and a short hash of its host name
+    (tells two machines of one model apart without writing the name down). Job times of two
+    machines differ by up to 1.8× here, so a time rule compares jobs of one machine only."""
+    import hashlib
+    import platform
+    import socket
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1] for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    return " ".join(f"{model.strip()} ×{os.cpu_count()} {host}".split())  # no tabs or newlines
+
+
+def append_job_line(out_dir: Path, line: str) -> str:
+    """Append one finished job's line (and the machine that ran it) to ``OUT/jobs.tsv``, writing
+    the header first into a new file; returns the line."""
+    line = f"{line}\t{machine_id()}"
+    path = out_dir / "jobs.tsv"
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a") as f:
+        f.write((JOBS_HEADER + "\n" if new else "") + line + "\n")
     return line
 
 

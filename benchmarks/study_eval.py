@@ -338,21 +338,41 @@ def report(tsv: Path, improved: str) -> str:
     return "\n".join(lines)
 
 
-def job_times(jobs_tsv: Path) -> str:
-    """Markdown: per (dataset, job) the number of jobs and the median training and whole-job wall
-    times from ``study_dump.py``'s job lines (a job run twice counts once: its last line)."""
+JOB_FIELDS = ("dataset", "variant", "class", "seed", "fit_s", "total_s", "machine")
 
-    last = {}
-    for r in read_tsv(jobs_tsv):
-        last[(r["dataset"], r["variant"], r["class"], r["seed"])] = (float(r["fit_s"]), float(r["total_s"]))
-    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for (ds, v, _c, _s), t in last.items():
-        groups.setdefault((ds, v), []).append(t)
-    lines = ["| dataset | job | jobs | training, median s | whole job, median s |",
-             "|---|---|---:|---:|---:|"]
-    for (ds, v), ts in sorted(groups.items()):
+
+def read_jobs(path: Path) -> dict[tuple[str, str, int, int], dict[str, str]]:
+    """``study_dump.py``'s job lines, {(dataset, variant, class, seed): row}; a job run twice keeps
+    its last line. Files from before the header and the machine column read too (machine "")."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            cells = line.rstrip("\n").split("\t")
+            if cells[0] in ("", "dataset"):  # the header, or a blank line
+                continue
+            r = dict(zip(JOB_FIELDS, cells + [""] * (len(JOB_FIELDS) - len(cells))))
+            out[(r["dataset"], r["variant"], int(r["class"]), int(r["seed"]))] = r
+    return out
+
+
+def machine_label(machine: str) -> str:
+    """A job line's machine, short: its host hash (``study_dump.machine_id``'s last word)."""
+    return machine.split()[-1] if machine else "unrecorded"
+
+
+def job_times(jobs_tsv: Path) -> str:
+    """Markdown: per (dataset, job, machine) the number of jobs and the median training and
+    whole-job wall times from ``study_dump.py``'s job lines (a job run twice counts once: its last
+    line). Machines differ in speed, so medians are never pooled across them."""
+
+    groups: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for (ds, v, _c, _s), r in read_jobs(jobs_tsv).items():
+        groups.setdefault((ds, v, machine_label(r["machine"])), []).append((float(r["fit_s"]), float(r["total_s"])))
+    lines = ["| dataset | job | machine | jobs | training, median s | whole job, median s |",
+             "|---|---|---|---:|---:|---:|"]
+    for (ds, v, m), ts in sorted(groups.items()):
         fit, total = np.median(np.array(ts), axis=0)
-        lines.append(f"| {ds} | {v} | {len(ts)} | {fit:.0f} | {total:.0f} |")
+        lines.append(f"| {ds} | {v} | {m} | {len(ts)} | {fit:.0f} | {total:.0f} |")
     return "\n".join(lines)
 
 
@@ -470,13 +490,12 @@ def training_rule(tsv: Path, jobs_tsv: Path, classes: dict[str, set[int]] | None
     """Markdown: each training candidate (default: ``TRAINING_CANDIDATES``) against ``reference``'s
     training under ``score`` on the development jobs both ran (``classes``: only these), per dataset
     the paired mean difference (bootstrap 95% interval), the median training time ratio on the same
-    jobs, and the pre-registered verdict. A ``-hflip`` reference stands on grey datasets for its
-    plain variant (``trains_as``)."""
+    jobs (those run on one machine where there are any), and the pre-registered verdict. A
+    ``-hflip`` reference stands on grey datasets for its plain variant (``trains_as``)."""
 
     candidates = TRAINING_CANDIDATES if candidates is None else candidates
     auc = read_aurocs(tsv, classes)
-    fit = {(r["dataset"], r["variant"], int(r["class"]), int(r["seed"])): float(r["fit_s"])
-           for r in read_tsv(jobs_tsv)}  # a rerun's line comes last and wins
+    jobs = read_jobs(jobs_tsv)
     datasets = sorted({k[0] for k in auc if k[1:3] == (trains_as(reference, k[0]), score)})
     if not datasets:
         return f"no `{reference}` job scored `{score}` on these classes\n"
@@ -486,7 +505,7 @@ def training_rule(tsv: Path, jobs_tsv: Path, classes: dict[str, set[int]] | None
              + " | mean Δ | training time ratio | verdict |",
              "|---|" + "---|" * len(datasets) + "---:|---:|---|"]
     for cand, same_as_ref in candidates.items():
-        cells, deltas, ratios = [], [], []
+        cells, deltas, same, across, unknown = [], [], [], [], []
         for ds in datasets:
             if ds in same_as_ref:
                 cells.append(f"= {reference}")
@@ -497,11 +516,18 @@ def training_rule(tsv: Path, jobs_tsv: Path, classes: dict[str, set[int]] | None
             cell, delta = paired_cell(mine, ref)
             cells.append(cell)
             deltas.append(delta)
-            ratios += [fit[(ds, cand, *j)] / fit[(ds, base, *j)] for j in set(mine) & set(ref)
-                       if (ds, cand, *j) in fit and (ds, base, *j) in fit]
+            for j in set(mine) & set(ref):
+                a, b = jobs.get((ds, cand, *j)), jobs.get((ds, base, *j))
+                if a and b:
+                    where = unknown if not (a["machine"] and b["machine"]) else (
+                        same if a["machine"] == b["machine"] else across)
+                    where.append(float(a["fit_s"]) / float(b["fit_s"]))
+        # Pairs run on one machine decide; the others only where there are none (flagged).
+        ratios = same or across + unknown
         ratio = float(np.median(ratios)) if ratios else float("nan")
         mean, decision = verdict(deltas if ratios else [None], ratio <= RULE_MAX_TIME)
-        lines.append(f"| {cand} | " + " | ".join(cells) + f" | {mean} | {ratio:.2f} | {decision} |")
+        note = "" if same or not ratios else " (across machines)" if across else " (machines unrecorded)"
+        lines.append(f"| {cand} | " + " | ".join(cells) + f" | {mean} | {ratio:.2f}{note} | {decision} |")
     return "\n".join(lines) + "\n"
 
 
@@ -546,7 +572,7 @@ def main() -> int:
     p.add_argument("--weight-rule", metavar="JOBS_TSV",
                    help="print the task loss weight candidates' verdicts against ours-hflip; JOBS_TSV: wall times")
     p.add_argument("--times", action="store_true",
-                   help="print the median wall times per dataset and job of study_dump.py's jobs.tsv")
+                   help="print the median wall times per dataset, job and machine of study_dump.py's jobs.tsv")
     p.add_argument("--checks", metavar="VARIANTS", nargs="?", const="",
                    help="print the label-free checks of a TSV per dataset and variant (comma-separated: only these)")
     p.add_argument("--score-rule", action="store_true",

@@ -47,6 +47,19 @@ def test_a_job_trains_on_the_whole_training_share(study, tmp_path, monkeypatch):
     dump = np.load(tmp_path / "tiny" / "ours" / "class0_seed0.npz")
     assert dump["test_logits_geometric"].shape[:2] == (12, 36) and dump["held_features"].shape[0] == 4
     assert study.run_job("tiny", ds, "ours", 0, 0, tmp_path, preset="tiny") is None  # done: skipped
+    header, job = (tmp_path / "jobs.tsv").read_text().splitlines()
+    assert header == study.JOBS_HEADER and job == line and line.split("\t")[6] == study.machine_id()
+
+
+def test_the_jobs_file_gets_its_header_once_and_each_line_its_machine(study, tmp_path):
+    study.append_job_line(tmp_path, "cub\tmhrot\t0\t0\t1.0\t2.0")
+    study.append_job_line(tmp_path, "cub\tmhrot\t1\t0\t3.0\t4.0")
+    lines = (tmp_path / "jobs.tsv").read_text().splitlines()
+    assert lines[0] == study.JOBS_HEADER and len(lines) == 3
+    machine = study.machine_id()
+    assert machine and "\t" not in machine and all(ln.split("\t")[6] == machine for ln in lines[1:])
+    fields = study.JOBS_HEADER.split("\t")
+    assert tuple(fields) == load_script("study_eval").JOB_FIELDS  # the reader knows the writer's columns
 
 
 def test_an_equal_time_baseline_trains_with_its_own_step_budget(study, tmp_path, monkeypatch):

@@ -18,14 +18,18 @@ def study_eval():
     return load_script("study_eval")
 
 
-def write_tsvs(tmp_path, aurocs: dict[tuple[str, str, int], float], fit_s: dict[tuple[str, str, int], float]):
+def write_tsvs(tmp_path, aurocs: dict[tuple[str, str, int], float], fit_s: dict[tuple[str, str, int], float],
+               machines: dict[tuple[str, str, int], str] | None = None):
+    """An evaluation TSV and a jobs TSV; every job ran on machine "cpu ×2 aaaa" unless ``machines`` says."""
     score = "logp+knn1|z-w3"
     rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
     for (ds, v, c), a in aurocs.items():
         rows.append(f"{ds}\t{v}\t{c}\t0\t{score}\t{a}\t0.5\t")
         rows.append(f"{ds}\t{v}\t{c}\t0\tp|mean\t0.1\t0.5\t")  # another candidate: must be ignored
-    jobs = ["dataset\tvariant\tclass\tseed\tfit_s\ttotal_s"] + [f"{ds}\t{v}\t{c}\t0\t{t}\t{t}"
-                                                               for (ds, v, c), t in fit_s.items()]
+    machines = machines or {}
+    jobs = ["dataset\tvariant\tclass\tseed\tfit_s\ttotal_s\tmachine"]
+    jobs += [f"{ds}\t{v}\t{c}\t0\t{t}\t{t}\t{machines.get((ds, v, c), 'cpu ×2 aaaa')}"
+             for (ds, v, c), t in fit_s.items()]
     (tmp_path / "eval.tsv").write_text("\n".join(rows) + "\n")
     (tmp_path / "jobs.tsv").write_text("\n".join(jobs) + "\n")
     return tmp_path / "eval.tsv", tmp_path / "jobs.tsv"
@@ -78,6 +82,35 @@ def test_rule_classes_restrict_the_jobs(study_eval, tmp_path):
     only_60 = verdicts(study_eval.training_rule(*paths, study_eval.parse_classes("cub:60-69")))["mhrot"]
     assert only_60[1].startswith("+12.0 ") and only_60[-1] == "passes"
     assert study_eval.parse_classes("cub:60-62,mnist:8") == {"cub": {60, 61, 62}, "mnist": {8}}
+
+
+def test_the_time_ratio_compares_jobs_of_one_machine_where_there_are_any(study_eval, tmp_path):
+    """Machines differ in speed: a candidate run on a faster machine than its reference must not
+    pass the time condition on that alone, nor fail it on a slower one."""
+    aurocs = {("cub", v, c): a for c in range(4) for v, a in (("ours", 0.80), ("ours-vpi9", 0.82))}
+    fit = {("cub", "ours", c): 100.0 for c in range(4)}
+    fit |= {("cub", "ours-vpi9", c): t for c, t in enumerate((110.0, 110.0, 300.0, 300.0))}
+    # classes 0-1: both on machine A (1.1x); classes 2-3: the candidate on a slower machine B (3x)
+    machines = {("cub", "ours-vpi9", c): "cpu ×2 bbbb" for c in (2, 3)}
+    row = verdicts(study_eval.training_rule(*write_tsvs(tmp_path, aurocs, fit, machines)))["ours-vpi9"]
+    assert row[-2] == "1.10" and row[-1] == "passes"
+    # no pair on one machine: every pair counts, and the cell says so
+    machines = {("cub", "ours-vpi9", c): "cpu ×2 bbbb" for c in range(4)}
+    row = verdicts(study_eval.training_rule(*write_tsvs(tmp_path, aurocs, fit, machines)))["ours-vpi9"]
+    assert row[-2] == "2.05 (across machines)" and row[-1] == "fails"
+    # lines from before the machine column: said so
+    machines = {k: "" for k in fit}
+    row = verdicts(study_eval.training_rule(*write_tsvs(tmp_path, aurocs, fit, machines)))["ours-vpi9"]
+    assert row[-2] == "2.05 (machines unrecorded)"
+
+
+def test_job_lines_from_before_the_header_and_machine_column_still_read(study_eval, tmp_path):
+    (tmp_path / "jobs.tsv").write_text("cub\tmhrot\t0\t0\t100.0\t200.0\n"
+                                       "cub\tmhrot\t1\t0\t300.0\t400.0\tEPYC ×2 abcd1234\n")
+    jobs = study_eval.read_jobs(tmp_path / "jobs.tsv")
+    assert jobs[("cub", "mhrot", 0, 0)]["machine"] == "" and jobs[("cub", "mhrot", 1, 0)]["fit_s"] == "300.0"
+    assert study_eval.job_times(tmp_path / "jobs.tsv").splitlines()[2:] == [
+        "| cub | mhrot | abcd1234 | 1 | 300 | 400 |", "| cub | mhrot | unrecorded | 1 | 100 | 200 |"]
 
 
 def views_per_step(cfg) -> int:
@@ -164,7 +197,8 @@ def test_job_times_are_medians_per_dataset_and_job_counting_a_rerun_once(study_e
             "fonts\tgoad\t3\t0\t500.4\t560.6"]
     (tmp_path / "jobs.tsv").write_text("\n".join(jobs) + "\n")
     lines = study_eval.job_times(tmp_path / "jobs.tsv").splitlines()
-    assert lines[2:] == ["| cub | mhrot | 3 | 200 | 260 |", "| fonts | goad | 1 | 500 | 561 |"]
+    assert lines[2:] == ["| cub | mhrot | unrecorded | 3 | 200 | 260 |",
+                         "| fonts | goad | unrecorded | 1 | 500 | 561 |"]
 
 
 def test_checks_table_means_each_check_over_jobs_counting_a_job_once(study_eval, tmp_path):
