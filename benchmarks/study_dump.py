@@ -5,8 +5,11 @@ Dirichlet, fusion relative to normal images, a feature-space component): they ne
 outputs, not a new training. This script trains once, on the training normals minus a held-out
 share that training never sees, and writes for three image sets — training normals, held-out
 normals, test images — every task's logits on every test-time view, the jigsaw logits under a
-few random tile offsets, and the backbone features of the untransformed image. ``study_eval.py``
-then scores every candidate from these files.
+few random tile offsets, and the backbone features of the untransformed image; for colour images
+the same for their left-right mirrors (no random offsets; features only of the training normals);
+and two pixel-space scores (distance to the mean training normal, cosine distance to the nearest
+one) of the held-out and test images. ``study_eval.py`` then scores every candidate from these
+files.
 
     python benchmarks/study_dump.py --dataset cub --classes 50-59 --seeds 0 --out study/dumps
 
@@ -98,8 +101,10 @@ def split(ds, normal_class: int):
 
 
 @torch.inference_mode()
-def outputs(det, images: np.ndarray, max_images: int | None = None) -> dict[str, np.ndarray]:
-    """Logits of every task on its test-time views, jigsaw logits under random offsets, features."""
+def outputs(det, images: np.ndarray, max_images: int | None = None, draws: bool = True,
+            logits: bool = True) -> dict[str, np.ndarray]:
+    """Logits of every task on its test-time views (``logits``), jigsaw logits under random offsets
+    (``draws``), features."""
     from fgad.io.preprocess import as_image_array, to_tensor
 
     images = as_image_array(images, "images")  # N×H×W×C
@@ -112,11 +117,12 @@ def outputs(det, images: np.ndarray, max_images: int | None = None) -> dict[str,
     for start in range(0, len(images), 16):
         xb = to_tensor(images[start : start + 16], det.config.image_size, device)
         b = xb.shape[0]
-        views = {n: t.views(xb, train=False).flatten(0, 1) for n, t in det.tasks.items()}
-        logits = det.forward_views(views, device)
-        for n, t in det.tasks.items():
-            out.setdefault(f"logits_{n}", []).append(logits[n].view(b, t.n_views, -1).numpy())
-        if "jigsaw" in det.tasks:
+        if logits:
+            views = {n: t.views(xb, train=False).flatten(0, 1) for n, t in det.tasks.items()}
+            by_task = det.forward_views(views, device)
+            for n, t in det.tasks.items():
+                out.setdefault(f"logits_{n}", []).append(by_task[n].view(b, t.n_views, -1).numpy())
+        if logits and draws and "jigsaw" in det.tasks:
             t = det.tasks["jigsaw"]
             draws = []
             for _ in range(JIGSAW_DRAWS):
@@ -133,6 +139,28 @@ def mean_distance(x_fit: np.ndarray, x_test: np.ndarray) -> np.ndarray:
     from fgad.methods import create_method
 
     return create_method("mean-distance").fit(x_fit).score(x_test)
+
+
+def pixel_knn_distance(x_fit: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Cosine distance of each image's pixels (scaled to [-1, 1]) to its nearest training normal:
+    the pixel-space kNN component's anomaly score."""
+    from fgad.core.scoring import knn_cosine_distance, l2_normalise
+
+    def rows(images):
+        return l2_normalise(torch.from_numpy(images.reshape(len(images), -1).astype(np.float64) / 127.5 - 1.0))
+
+    bank = rows(x_fit)
+    return np.concatenate([knn_cosine_distance(rows(x[i : i + 500]), bank, 1).numpy()
+                           for i in range(0, len(x), 500)])
+
+
+def mirrored(images: np.ndarray) -> np.ndarray:
+    """Left-right mirror images of N×H×W[×C] uint8 images."""
+    return np.ascontiguousarray(images[:, :, ::-1])
+
+
+def is_colour(images: np.ndarray) -> bool:
+    return images.ndim == 4 and images.shape[-1] == 3
 
 
 def run_job(dataset, ds, variant, normal_class, seed, out_dir: Path, preset: str = "quick") -> str | None:
@@ -157,10 +185,19 @@ def run_job(dataset, ds, variant, normal_class, seed, out_dir: Path, preset: str
     if det.info["n_train"] != len(x_fit):
         raise RuntimeError(f"trained on {det.info['n_train']} of {len(x_fit)} images: the study needs all")
     fit_s = time.perf_counter() - t0
-    arrays = {"y_test": y_test, "fit_s": np.array(fit_s), "floor_scores": mean_distance(x_fit, x_test)}
+    arrays = {"y_test": y_test, "fit_s": np.array(fit_s), "floor_scores": mean_distance(x_fit, x_test),
+              # pixel-space components (held-out normals for their statistics): the floor's distance
+              # to the mean normal image, and the distance to the nearest training normal
+              "held_floor_scores": mean_distance(x_fit, x_held),
+              "held_pixknn": pixel_knn_distance(x_fit, x_held), "test_pixknn": pixel_knn_distance(x_fit, x_test)}
     for name, x in (("train", x_fit), ("held", x_held), ("test", x_test)):
-        for k, v in outputs(det, x, max_images=1000 if name == "train" else None).items():
+        cap = 1000 if name == "train" else None
+        for k, v in outputs(det, x, max_images=cap).items():
             arrays[f"{name}_{k}"] = v
+        if is_colour(x):  # test-time mirrors (colour images, where training flips them too); of the
+            # training normals only the features, for a kNN bank
+            for k, v in outputs(det, mirrored(x), max_images=cap, draws=False, logits=name != "train").items():
+                arrays[f"mirror_{name}_{k}"] = v
     arrays["total_s"] = np.array(time.perf_counter() - t0)
     for n, t in det.tasks.items():
         arrays[f"labels_{n}"] = t.labels().numpy()

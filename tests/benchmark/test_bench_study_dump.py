@@ -81,3 +81,41 @@ def test_an_equal_time_baseline_trains_with_its_own_step_budget(study, tmp_path,
     assert line.split("\t")[:4] == ["tiny", "goad-eqtime", "0", "0"]
     dump = np.load(tmp_path / "tiny" / "goad-eqtime" / "class0_seed0.npz")
     assert dump["test_scores"].shape == (12,) and dump["floor_scores"].shape == (12,)
+
+
+def colour_dataset() -> ImageDataset:
+    rng = np.random.default_rng(1)
+    return ImageDataset(name="tiny", x_train=rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8),
+                        y_train=np.repeat([0, 1], 20), x_test=rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8),
+                        y_test=np.repeat([0, 1], 6), class_names=["a", "b"])
+
+
+def test_pixel_scores_match_a_per_image_numpy_reference(study):
+    rng = np.random.default_rng(2)
+    x_fit, x = rng.integers(0, 256, (7, 5, 4, 3), dtype=np.uint8), rng.integers(0, 256, (3, 5, 4, 3), dtype=np.uint8)
+    bank = [f.ravel() / 127.5 - 1.0 for f in x_fit]
+    for got, image in zip(study.pixel_knn_distance(x_fit, x), x):
+        q = image.ravel() / 127.5 - 1.0
+        want = min(1.0 - q @ b / (np.linalg.norm(q) * np.linalg.norm(b)) for b in bank)
+        assert got == pytest.approx(want, abs=1e-12)
+    np.testing.assert_array_equal(study.mirrored(x)[1, :, 0], x[1, :, 3])  # column 0 ← column W − 1
+
+
+def test_a_colour_job_dumps_mirrors_and_the_held_out_pixel_scores(study, tmp_path):
+    ds = colour_dataset()
+    study.run_job("tiny", ds, "ours-hflip", 0, 0, tmp_path, preset="tiny")
+    dump = np.load(tmp_path / "tiny" / "ours-hflip" / "class0_seed0.npz")
+    x_fit, x_held, x_test, _y = study.split(ds, 0)
+    assert dump["mirror_test_logits_geometric"].shape == dump["test_logits_geometric"].shape
+    assert dump["mirror_held_features"].shape == dump["held_features"].shape
+    assert "mirror_train_logits_geometric" not in dump and dump["mirror_train_features"].shape[0] == len(x_fit)
+    assert not any(k.startswith("mirror_") and k.endswith("_random") for k in dump)
+    np.testing.assert_allclose(dump["held_floor_scores"], study.mean_distance(x_fit, x_held))
+    np.testing.assert_allclose(dump["test_pixknn"], study.pixel_knn_distance(x_fit, x_test))
+    assert dump["held_pixknn"].shape == (len(x_held),)
+
+
+def test_a_grey_job_dumps_no_mirrors(study, tmp_path):
+    study.run_job("tiny", tiny_dataset(), "ours", 0, 0, tmp_path, preset="tiny")
+    dump = np.load(tmp_path / "tiny" / "ours" / "class0_seed0.npz")
+    assert not any(k.startswith("mirror_") for k in dump) and "held_pixknn" in dump

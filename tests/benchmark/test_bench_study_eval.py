@@ -243,3 +243,71 @@ def test_weight_candidates_change_only_the_loss_weights_of_the_default():
         assert cfg.task_weights == {"jigsaw": weight}
         assert dataclasses.replace(cfg, task_weights=None) == default, name
     assert set(load_script("study_eval").WEIGHT_CANDIDATES) == {"ours-jw05", "ours-jw2"}
+
+
+@pytest.fixture(scope="module")
+def colour_dump(tmp_path_factory):
+    """One tiny colour job of the improved default's training, dumped by ``study_dump.py``."""
+    study = load_script("study_dump")
+    rng = np.random.default_rng(1)
+    from fgad.data.base import ImageDataset
+
+    ds = ImageDataset(name="tiny", x_train=rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8),
+                      y_train=np.repeat([0, 1], 20), x_test=rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8),
+                      y_test=np.repeat([0, 1], 6), class_names=["a", "b"])
+    out = tmp_path_factory.mktemp("dumps")
+    study.run_job("tiny", ds, "ours-hflip", 0, 0, out, preset="tiny")
+    return out / "tiny" / "ours-hflip" / "class0_seed0.npz"
+
+
+def candidate_scores(study_eval, path) -> dict[str, np.ndarray]:
+    return dict(study_eval.candidates(study_eval.Job(path)))
+
+
+def test_a_pixel_component_is_one_more_z_scored_term_of_weight_one(study_eval, colour_dump):
+    scores = candidate_scores(study_eval, colour_dump)
+    d = np.load(colour_dump)
+    job = study_eval.Job(colour_dump)
+    terms = {t: (job.task_score(t, "held", "logp"), job.task_score(t, "test", "logp"), 1.0) for t in job.tasks}
+    terms["feat"] = (job.knn("held", 1), job.knn("test", 1), 3.0)
+    terms["pix"] = (-d["held_floor_scores"], -d["floor_scores"], 1.0)
+
+    def z_mean(names):  # by hand: z-scores on the held-out normals (sample std), weighted mean, negated
+        return -sum(w * (test - held.mean()) / held.std(ddof=1) for n, (held, test, w) in terms.items()
+                    if n in names) / sum(terms[n][2] for n in names)
+
+    np.testing.assert_allclose(scores["logp+knn1|z-w3"], z_mean({*job.tasks, "feat"}), rtol=1e-9)
+    np.testing.assert_allclose(scores["logp+knn1|z-w3+pix-mean"], z_mean({*job.tasks, "feat", "pix"}), rtol=1e-9)
+
+
+def test_mirrors_identical_to_the_images_leave_the_default_score(study_eval, colour_dump, tmp_path):
+    """With every mirror output a copy of the image's, ``+mirror`` is the default score exactly; the
+    mirror bank (each training normal twice) changes only ties, not the nearest distance."""
+    d = dict(np.load(colour_dump))
+    for key in [k for k in d if k.startswith("mirror_")]:
+        d[key] = d[key.removeprefix("mirror_")][: len(d[key])]
+    path = tmp_path / "class0_seed0.npz"
+    np.savez(path, **d)
+    scores = candidate_scores(study_eval, path)
+    for mirror, plain in (("+mirror", ""), ("+mirror-bank", ""), ("+mirror+pix-knn", "+pix-knn")):
+        np.testing.assert_allclose(scores[f"logp+knn1|z-w3{mirror}"], scores[f"logp+knn1|z-w3{plain}"],
+                                   rtol=1e-12, atol=1e-10)
+    real = candidate_scores(study_eval, colour_dump)  # the real mirrors differ
+    assert not np.allclose(real["logp+knn1|z-w3+mirror"], real["logp+knn1|z-w3"])
+
+
+def test_the_mirror_rule_spans_the_colour_datasets_only(study_eval, tmp_path):
+    rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
+    base = "logp+knn1|z-w3"
+    for c in range(3):
+        for ds, b, m in (("cub", 0.80, 0.82), ("cifar10", 0.60, 0.60), ("mnist", 0.95, 0.90)):
+            for cand, a in ((base, b), (base + "+mirror", m), (base + "+mirror-bank", b - 0.01)):
+                rows.append(f"{ds}\tours-hflip\t{c}\t0\t{cand}\t{a}\t0.5\t")
+    (tmp_path / "eval.tsv").write_text("\n".join(rows) + "\n")
+    cands, variant, only = study_eval.SCORE_RULES["mirror"]
+    text = study_eval.score_rule(tmp_path / "eval.tsv", variant, candidates=cands, only=only)
+    assert "mnist" not in text and "cifar10 Δ | cub Δ" in text
+    got = {r[0]: r for r in ([c.strip() for c in line.strip("| ").split(" | ")] for line in text.splitlines()
+                             if line.startswith("| `"))}
+    assert got["`logp+knn1\\|z-w3+mirror`"][-2:] == ["+1.0", "passes"]
+    assert got["`logp+knn1\\|z-w3+mirror-bank`"][-2:] == ["-1.0", "fails"]
