@@ -606,9 +606,10 @@ def score_rule(tsv: Path, variant: str = "ours", baseline: str = DEFAULT_SCORE,
                candidates: tuple[str, ...] = SCORE_CANDIDATES, only: tuple[str, ...] | None = None) -> str:
     """Markdown: each score candidate against ``baseline`` on the same trainings of ``variant``,
     per dataset (``only``: these) the paired mean difference (bootstrap 95% interval) and the
-    pre-registered verdict."""
+    pre-registered verdict. A ``-hflip`` variant stands on grey datasets for its plain one."""
     auc = read_aurocs(tsv)
-    datasets = sorted({k[0] for k in auc if k[1:3] == (variant, baseline) and (only is None or k[0] in only)})
+    datasets = sorted({k[0] for k in auc if k[1:3] == (trains_as(variant, k[0]), baseline)
+                       and (only is None or k[0] in only)})
     if not datasets:
         return f"no `{variant}` job scored `{baseline}`\n"
     lines = [f"Score candidates against `{baseline.replace('|', ESCAPED_BAR)}` on the same `{variant}` "
@@ -616,18 +617,27 @@ def score_rule(tsv: Path, variant: str = "ours", baseline: str = DEFAULT_SCORE,
              "| candidate | " + " | ".join(f"{ds} Δ" for ds in datasets) + " | mean Δ | verdict |",
              "|---|" + "---|" * len(datasets) + "---:|---|"]
     for cand in candidates:
-        cells = [paired_cell(jobs_of(auc, ds, variant, cand), jobs_of(auc, ds, variant, baseline))
-                 for ds in datasets]
+        cells = [paired_cell(jobs_of(auc, ds, trains_as(variant, ds), cand),
+                             jobs_of(auc, ds, trains_as(variant, ds), baseline)) for ds in datasets]
         mean, decision = verdict([d for _c, d in cells])
         lines.append(f"| `{cand.replace('|', ESCAPED_BAR)}` | " + " | ".join(c for c, _d in cells)
                      + f" | {mean} | {decision} |")
     return "\n".join(lines) + "\n"
 
 
+def job_key(path: Path) -> tuple[str, str, str, str]:
+    """(dataset, variant, class, seed) of a dump file ``DATASET/VARIANT/classC_seedS.npz``."""
+    cls, seed = path.stem.replace("class", "").split("_seed")
+    return path.parts[-3], path.parts[-2], cls, seed
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dumps", help="folder of study_dump.py's files, or with --summary the TSV this script wrote")
     p.add_argument("--out", default="-")
+    p.add_argument("--rescore", action="store_true",
+                   help="with an existing --out: score again the jobs found in the dumps (a rerun with more "
+                        "outputs), replacing their rows")
     p.add_argument("--summary", action="store_true", help="print the Markdown summary of a TSV written before")
     p.add_argument("--suite", choices=sorted(SUITES), help="only the jobs of this suite's classes")
     p.add_argument("--report", metavar="VARIANT:CANDIDATE",
@@ -680,9 +690,13 @@ def main() -> int:
     if args.out != "-" and Path(args.out).exists():  # a rerun adds the jobs finished since
         rows = Path(args.out).read_text().splitlines()
         done = {tuple(r.split("\t")[:4]) for r in rows[1:]}
-    for path in sorted(Path(args.dumps).glob("*/*/class*_seed*.npz")):
-        dataset, variant = path.parts[-3], path.parts[-2]
-        cls, seed = path.stem.replace("class", "").split("_seed")
+    paths = sorted(Path(args.dumps).glob("*/*/class*_seed*.npz"))
+    if args.rescore:
+        found = {job_key(path) for path in paths}
+        rows = rows[:1] + [r for r in rows[1:] if tuple(r.split("\t")[:4]) not in found]
+        done -= found
+    for path in paths:
+        dataset, variant, cls, seed = job_key(path)
         if (dataset, variant, cls, seed) in done or (suite and int(cls) not in suite.get(dataset, ())):
             continue
         d = dict(np.load(path))

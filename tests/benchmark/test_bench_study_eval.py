@@ -311,3 +311,18 @@ def test_the_mirror_rule_spans_the_colour_datasets_only(study_eval, tmp_path):
                              if line.startswith("| `"))}
     assert got["`logp+knn1\\|z-w3+mirror`"][-2:] == ["+1.0", "passes"]
     assert got["`logp+knn1\\|z-w3+mirror-bank`"][-2:] == ["-1.0", "fails"]
+
+
+def test_rescore_replaces_the_rows_of_rerun_jobs_and_keeps_the_others(study_eval, colour_dump, tmp_path, monkeypatch):
+    dumps = colour_dump.parents[2]
+    header = "dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"
+    old = [header, "tiny\tours-hflip\t0\t0\tp|mean\t0.1\t0.5\t", "cub\tours\t3\t0\tp|mean\t0.7\t0.6\t"]
+    out = tmp_path / "eval.tsv"
+    for flags, rerun_scored in (([], False), (["--rescore"], True)):
+        out.write_text("\n".join(old) + "\n")
+        monkeypatch.setattr("sys.argv", ["study_eval.py", str(dumps), "--out", str(out), *flags])
+        assert study_eval.main() == 0
+        rows = out.read_text().splitlines()
+        assert rows[0] == header and old[2] in rows  # a job not in the dumps keeps its rows
+        assert (old[1] in rows) is not rerun_scored
+        assert any(r.startswith("tiny\tours-hflip\t0\t0\tlogp+knn1|z-w3+mirror\t") for r in rows) is rerun_scored
