@@ -178,6 +178,19 @@ def test_the_report_takes_the_plain_variants_rows_where_flips_change_nothing(stu
     assert "| MHRot with flips | 88.0 | 2 × 1 | +2.0" in cub and "| MHRot with flips | 60.0 | 2 × 1 | +10.0" in fonts
 
 
+def test_a_mirror_candidate_takes_its_unmirrored_rows_on_grey_datasets(study_eval, tmp_path):
+    rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
+    for c in range(2):
+        for ds, variant, cand, auc in (("cub", "ours-hflip", "logp+knn1|z-w3", 0.80),
+                                       ("cub", "ours-hflip", "logp+knn1|z-w3+mirror-bank", 0.83),
+                                       ("fonts", "ours", "logp+knn1|z-w3", 0.70)):
+            rows.append(f"{ds}\t{variant}\t{c}\t0\t{cand}\t{auc}\t0.5\t")
+    (tmp_path / "eval.tsv").write_text("\n".join(rows) + "\n")
+    cub, fonts = study_eval.report(tmp_path / "eval.tsv", "ours-hflip:logp+knn1|z-w3+mirror-bank").split("**fonts**")
+    assert "| improved (calibrated) | 83.0 | 2 × 1 |" in cub and "| improved (calibrated) | 70.0 | 2 × 1 |" in fonts
+    assert study_eval.scored_as("logp+knn1|z-w3+mirror+pix-knn", "mnist") == "logp+knn1|z-w3+pix-knn"
+
+
 def test_the_report_means_over_classes_when_seeds_differ_between_classes(study_eval, tmp_path):
     rows = ["dataset\tvariant\tclass\tseed\tcandidate\tauroc\tfloor\tchecks"]
     # class 0 ran seeds 0-2 at 0.90, 0.80, 0.70 (mean 0.80); class 1 ran seed 0 only, at 0.60

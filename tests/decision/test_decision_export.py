@@ -209,3 +209,15 @@ def test_dirichlet_rank_and_jigsaw_draws_parity(tmp_path):
     meta = check_parity(det, random_uint8(4, 16, 16, seed=48), tmp_path / "dirichlet.onnx")
     assert meta["scoring"]["jigsaw_test_draws"] == 2 and "draws" in meta["outputs"]["normality_jigsaw"]
     assert meta["normal_percentile"] is None  # statistics of the training normals: no held-out images
+
+
+@pytest.mark.slow
+def test_mirrored_colour_model_parity(tmp_path):
+    """The improved default on colour images: each component the mean over the image and its
+    mirror, the bank holding the training normals' mirrors; also with leave-one-out statistics."""
+    for options in ({}, {"normal_stats": "train"}):
+        det = Detector(preset="tiny", device="cpu", steps=2, image_size=16, **{**IMPROVED, **options})
+        det.fit(random_uint8(12, 16, 16, 3, seed=49), progress=False)
+        assert det.mirrors
+        meta = check_parity(det, random_uint8(4, 16, 16, 3, seed=50), tmp_path / "mirror.onnx")
+        assert meta["scoring"]["test_mirror"] is True and "mirror" in meta["outputs"]["normality_feature_knn"]

@@ -50,6 +50,21 @@ def test_components_are_the_detectors(calibrated_det):
         assert b["anomaly_score"] == scores[i] == -b["normality"]
         assert b["normal_percentile"] == pct[i]
     assert json.loads(json.dumps(parts, allow_nan=False)) == parts
+    assert not any(b["mirrored"] for b in parts)  # grey images: no test-time mirrors
+
+
+def test_a_colour_models_breakdown_is_of_its_mirrored_components():
+    import fgad
+
+    rng = np.random.default_rng(22)
+    det = fgad.Detector(preset="tiny", device="cpu", steps=2, image_size=16).fit(
+        rng.integers(0, 256, (10, 16, 16, 3), dtype=np.uint8), progress=False)
+    x = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    parts, comps = breakdown(det, x), det.score_components(x)
+    assert det.mirrors and all(b["mirrored"] for b in parts)
+    for i, b in enumerate(parts):
+        assert {n: c["raw"] for n, c in b["components"].items()} == {n: comps[n][i] for n in comps}
+        assert b["anomaly_score"] == det.score(x)[i]
 
 
 def test_another_fusion_has_no_percentile(calibrated_det):

@@ -77,6 +77,11 @@ class DetectorConfig(Config):
     hflip: str | bool = "auto"
     jigsaw_permutations: str = "distant"  # "distant": greedy max-min Hamming (paper); "random": uniform
     jigsaw_test_draws: int = 0  # random tile-offset draws scored besides the centred tiles
+    # Test-time mirror: every component is the mean over the image and its left-right mirror, and
+    # the kNN bank holds the training normals' mirrors too: "off" (paper) | "on" | "auto" (when
+    # training flips the images, so that a mirror is as normal as the image: chosen on the
+    # development suite, docs/results.md); YAML's on/off booleans are taken as "on"/"off".
+    test_mirror: str | bool = "auto"
     task_weights: dict[str, float] | None = None  # loss weight per task name; None: 1 each (the paper's sum)
     # Scoring: the defaults are fgad's improved detector (IMPROVED below), chosen on the development
     # suite (docs/results.md); PAPER_SETTINGS is the paper's (docs/configuration.md, core/scoring.py).
@@ -105,8 +110,9 @@ class DetectorConfig(Config):
     CLEARS: ClassVar[dict[str, str]] = {"epochs": "steps"}
 
     def __post_init__(self) -> None:
-        if isinstance(self.hflip, bool):
-            self.hflip = "on" if self.hflip else "off"
+        for key in ("hflip", "test_mirror"):
+            if isinstance(getattr(self, key), bool):
+                setattr(self, key, "on" if getattr(self, key) else "off")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], owner: str = "detector") -> "DetectorConfig":
@@ -149,6 +155,7 @@ class DetectorConfig(Config):
         if self.jigsaw_permutations == "random" and self.jigsaw_k > math.factorial(n_cells):
             raise ConfigError(f"option 'jigsaw_k' must be <= {math.factorial(n_cells)} (the permutations of "
                               f"{n_cells} cells), got {self.jigsaw_k}")
+        check_choice("test_mirror", self.test_mirror, ("off", "on", "auto"))
         if self.jigsaw_test_draws < 0:
             raise ConfigError(f"option 'jigsaw_test_draws' must be >= 0, got {self.jigsaw_test_draws}")
         if self.task_weights is not None:
@@ -182,13 +189,14 @@ class DetectorConfig(Config):
 #: (``mhrot``, ``jigsaw``...) fix them, and a saved model folder without these keys (written
 #: before they existed, when the paper's method was the only one) loads with them.
 PAPER_SETTINGS: dict[str, Any] = {"task_score": "prob", "score_fusion": "sum", "feature_knn": 0,
-                                  "jigsaw_test_draws": 0, "hflip": "off"}
+                                  "jigsaw_test_draws": 0, "hflip": "off", "test_mirror": "off"}
 PAPER_SCORING = PAPER_SETTINGS  # the name of the first releases, when only the scoring departed
 
 #: fgad's improved detector (method ``calibrated``, which fixes these): the config's defaults for
 #: the scoring keys where it departs from the paper (docs/configuration.md says why,
-#: docs/results.md what each measured). Its training departs in one default, ``hflip="auto"``,
-#: left free: models saved before flips were the default still load as ``calibrated``.
+#: docs/results.md what each measured). Its training departs in one default, ``hflip="auto"``, and
+#: its scoring also in ``test_mirror="auto"``: both left free, so that models saved before either
+#: was the default still load as ``calibrated``.
 IMPROVED: dict[str, Any] = {"tasks": ("geometric", "jigsaw"),
                             **{k: getattr(DetectorConfig(), k) for k in
                                ("task_score", "score_fusion", "normal_stats", "feature_knn", "feature_weight",

@@ -50,7 +50,7 @@ from .scoring import (
     true_class_probability_sum,
 )
 from .seeding import enable_determinism, seed_everything
-from .training import EvalHook, train
+from .training import EvalHook, hflip_on, train
 
 FORMAT = "fgad-detector"
 LOG_FILE = "training_log.json"
@@ -218,17 +218,21 @@ class Detector:
         self.feature_bank, bank = None, None
         if cfg.feature_knn:
             bank = bank_subsample(len(x_fit), cfg.feature_bank_max, cfg.seed)
-            self.feature_bank = self.features(x_fit[bank], progress=progress).astype(np.float32)
+            feats = [self.features(x_fit[bank], progress=progress)]
+            if self.mirrors:  # the training normals' mirrors are as normal as they are
+                feats.append(self.features(x_fit[bank], progress=progress, mirror=True))
+            self.feature_bank = np.concatenate(feats).astype(np.float32)
         self.normal_stats = None
         if cfg.score_fusion not in STANDARDISED_FUSIONS:
             return
         if x_held is not None:
             comps = self.score_components(x_held, progress=progress)
         else:
-            exclude = None  # each training image's own row in the bank, left out of its neighbours
+            exclude = None  # each training image's own rows in the bank (and its mirror's), left out
             if bank is not None:
-                exclude = np.full(len(x_fit), -1, dtype=np.int64)
-                exclude[bank] = np.arange(len(bank))
+                copies = 2 if self.mirrors else 1
+                exclude = np.full((len(x_fit), copies), -1, dtype=np.int64)
+                exclude[bank] = np.arange(len(bank))[:, None] + len(bank) * np.arange(copies)
             comps = self._components(x_fit, progress=progress, knn_exclude=exclude)
         stats = NormalStats.fit(comps, cfg.normal_stats)
         if x_held is not None:
@@ -322,10 +326,12 @@ class Detector:
         return l2_normalise(feats.float()[:n_real])
 
     @torch.inference_mode()
-    def features(self, images: Any, *, progress: bool = False, conform: bool = False) -> np.ndarray:
-        """The L2-normalised backbone features of the images, untransformed: N×D float64 (the
-        space of the ``feature_knn`` component)."""
-        out = [self._batch_features(xb, n) for xb, n in self.image_batches(images, progress=progress, conform=conform)]
+    def features(self, images: Any, *, progress: bool = False, conform: bool = False,
+                 mirror: bool = False) -> np.ndarray:
+        """The L2-normalised backbone features of the images, untransformed (``mirror``: of their
+        left-right mirrors): N×D float64 (the space of the ``feature_knn`` component)."""
+        out = [self._batch_features(xb.flip(-1) if mirror else xb, n)
+               for xb, n in self.image_batches(images, progress=progress, conform=conform)]
         return torch.cat(out).cpu().numpy()
 
     def image_batches(self, images: Any, *, progress: bool = False,
@@ -364,6 +370,16 @@ class Detector:
         return self._compiled[1]
 
     @property
+    def mirrors(self) -> bool:
+        """Whether each component is the mean over the image and its left-right mirror, and the kNN
+        bank holds the training normals' mirrors (``config.test_mirror``; ``"auto"``: when
+        training flips the images, :func:`fgad.core.training.hflip_on`)."""
+        cfg = self.config
+        if cfg.test_mirror == "auto":
+            return self.input_shape is not None and hflip_on(cfg, self.input_shape[2])
+        return cfg.test_mirror == "on"
+
+    @property
     def component_names(self) -> list[str]:
         """The fused components: each task, then ``"feature_knn"`` when the config has that component."""
         return [*self.tasks, *([FEATURE_COMPONENT] if self.config.feature_knn else [])]
@@ -373,7 +389,8 @@ class Detector:
         array of N each: per task its score under ``config.task_score`` (``"prob"``: the sums of
         :meth:`score_tasks`; with ``jigsaw_test_draws`` = D > 0 the jigsaw's per-view terms are
         averaged over the centred tiles and D random tile draws), and ``"feature_knn"``: minus the
-        mean cosine distance of the image's features to its nearest training normals.
+        mean cosine distance of the image's features to its nearest training normals. With
+        :attr:`mirrors`, each is the mean of its values on the image and on its left-right mirror.
         :meth:`score` is minus their fusion."""
         return self._components(images, progress=progress, conform=conform)
 
@@ -393,23 +410,37 @@ class Detector:
         out: dict[str, list[torch.Tensor]] = {n: [] for n in self.component_names}  # on the device: no sync per batch
         start = 0
         for xb, n_real in self.image_batches(images, progress=progress, conform=conform):
-            logits, drawn = self._batch_logits(xb, n_real), self._draw_logits(xb, n_real)
-            for n, t in self.tasks.items():
-                alpha = None if alphas is None else alphas[n]
-                value = task_score(logits[n], labels[n], t.head_sizes, cfg.task_score, alpha)
-                if n in drawn:  # each view's term averaged over the centred tiles and the draws
-                    for d in range(drawn[n].shape[1]):
-                        value = value + task_score(drawn[n][:, d], labels[n], t.head_sizes, cfg.task_score, alpha)
-                    value = value / (drawn[n].shape[1] + 1)
-                out[n].append(value)
-            if bank is not None:
-                exclude = None
-                if knn_exclude is not None:
-                    exclude = torch.from_numpy(knn_exclude[start : start + n_real]).to(device)
-                dist = knn_cosine_distance(self._batch_features(xb, n_real), bank, cfg.feature_knn, exclude)
-                out[FEATURE_COMPONENT].append(-dist)
+            exclude = None
+            if knn_exclude is not None:
+                exclude = torch.from_numpy(knn_exclude[start : start + n_real]).to(device)
+            values = self._batch_components(xb, n_real, labels, alphas, bank, exclude)
+            if self.mirrors:
+                mirrored = self._batch_components(xb.flip(-1), n_real, labels, alphas, bank, exclude)
+                values = {n: (v + mirrored[n]) / 2 for n, v in values.items()}
+            for n, v in values.items():
+                out[n].append(v)
             start += n_real
         return {n: torch.cat(v).cpu().numpy().astype(np.float64) for n, v in out.items()}
+
+    def _batch_components(self, xb: torch.Tensor, n_real: int, labels: dict[str, torch.Tensor],
+                          alphas: dict[str, list[torch.Tensor]] | None, bank: torch.Tensor | None,
+                          exclude: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Every component of one batch of :meth:`image_batches` (padding dropped): n_real each."""
+        cfg = self.config
+        logits, drawn = self._batch_logits(xb, n_real), self._draw_logits(xb, n_real)
+        values = {}
+        for n, t in self.tasks.items():
+            alpha = None if alphas is None else alphas[n]
+            value = task_score(logits[n], labels[n], t.head_sizes, cfg.task_score, alpha)
+            if n in drawn:  # each view's term averaged over the centred tiles and the draws
+                for d in range(drawn[n].shape[1]):
+                    value = value + task_score(drawn[n][:, d], labels[n], t.head_sizes, cfg.task_score, alpha)
+                value = value / (drawn[n].shape[1] + 1)
+            values[n] = value
+        if bank is not None:
+            dist = knn_cosine_distance(self._batch_features(xb, n_real), bank, cfg.feature_knn, exclude)
+            values[FEATURE_COMPONENT] = -dist
+        return values
 
     def fuse_components(self, components: dict[str, np.ndarray], fusion: str | None = None) -> np.ndarray:
         """The fused normality score (higher = more normal) of :meth:`score_components`' output,

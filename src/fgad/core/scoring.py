@@ -261,19 +261,23 @@ def knn_cosine_distance(queries: torch.Tensor, bank: torch.Tensor, k: int,
                         exclude: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cosine distance (1 − cos) of each query row to its ``k`` nearest bank rows: float64, B.
 
-    ``queries`` (B×D) and ``bank`` (M×D) hold L2-normalised rows. ``k`` is capped at M − 1 (at
-    least 1), so that a leave-one-out query and a plain one average the same number of
-    neighbours. ``exclude`` (B, long): for each query, a bank row to leave out (the query
-    itself, for leave-one-out statistics on the training normals), or −1 for none.
+    ``queries`` (B×D) and ``bank`` (M×D) hold L2-normalised rows. ``k`` is capped at M − 1 (M −
+    E with E rows left out per query; at least 1), so that a leave-one-out query and a plain one
+    average the same number of neighbours. ``exclude`` (B or B×E, long): for each query, bank
+    rows to leave out (the query itself, and its mirror in a bank that holds mirrors, for
+    leave-one-out statistics on the training normals), or −1 for none.
     (Higher = farther from the normal images; the component is its negation.)
     """
     import torch
 
     dist = 1.0 - queries.double() @ bank.double().T  # B×M
+    n_left_out = 0
     if exclude is not None:
-        rows = torch.nonzero(exclude >= 0).squeeze(1)
-        dist[rows, exclude[rows]] = float("inf")
-    k = max(1, min(int(k), bank.shape[0] - 1))
+        exclude = exclude.reshape(len(exclude), -1)
+        n_left_out = exclude.shape[1]
+        rows, cols = torch.nonzero(exclude >= 0, as_tuple=True)
+        dist[rows, exclude[rows, cols]] = float("inf")
+    k = max(1, min(int(k), bank.shape[0] - max(1, n_left_out)))
     nearest = torch.topk(dist, k, dim=1, largest=False, sorted=True).values
     return nearest.mean(1)
 

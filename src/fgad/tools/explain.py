@@ -147,14 +147,15 @@ def breakdown(det, images: Any, *, fusion: str | None = None) -> list[dict[str, 
     (per component, in the fusion's order: ``raw``, the normality value of
     :meth:`fgad.Detector.score_components`, and ``fused``, the value the fusion averages: raw for
     ``sum``, raw / terms for ``mean``, standardised against the normal images for ``zscore`` /
-    ``rank``; ``normality`` is their mean, weighted by ``weights`` when a component weighs more)
-    and ``tasks[name]`` with ``score`` (the probability sum of eq. 4 over the centred test views,
-    the sum of the tables below), ``max_score`` (views ×
-    heads), ``recognised`` (score / max_score), ``heads``, ``classes``, ``views`` (per view: name,
-    labels, ``p_true`` per head, their ``sum``), ``table`` (the view sums shaped by the head sizes
-    when the views are their product, e.g. 3×3×4 for geometric), ``per_class`` (per head and class:
-    mean true-class probability over the views of that class) and ``least_recognised`` (the view
-    with the smallest sum, and per head its weakest class).
+    ``rank``; ``normality`` is their mean, weighted by ``weights`` when a component weighs more),
+    ``mirrored`` (each component the mean over the image and its left-right mirror: ``test_mirror``;
+    the per-view tables below are of the image itself) and ``tasks[name]`` with ``score`` (the
+    probability sum of eq. 4 over the centred test views, the sum of the tables below),
+    ``max_score`` (views × heads), ``recognised`` (score / max_score), ``heads``, ``classes``,
+    ``views`` (per view: name, labels, ``p_true`` per head, their ``sum``), ``table`` (the view
+    sums shaped by the head sizes when the views are their product, e.g. 3×3×4 for geometric),
+    ``per_class`` (per head and class: mean true-class probability over the views of that class)
+    and ``least_recognised`` (the view with the smallest sum, and per head its weakest class).
     """
     _check_detector(det)
     fusion = fusion or det.config.score_fusion
@@ -175,7 +176,7 @@ def breakdown(det, images: Any, *, fusion: str | None = None) -> list[dict[str, 
         out.append({"anomaly_score": float(-normality[i]), "normality": float(normality[i]),
                     "normal_percentile": None if pct is None else float(pct[i]), "fusion": fusion,
                     "task_score": det.config.task_score, "components": components,
-                    "weights": dict(det.fusion_weights or {}), "tasks": tasks})
+                    "weights": dict(det.fusion_weights or {}), "mirrored": bool(det.mirrors), "tasks": tasks})
     return out
 
 

@@ -203,6 +203,7 @@ class ExportGraph(nn.Module):
         self.stats = det.normal_stats  # its values enter the graph as constants when traced
         self.knn = int(cfg.feature_knn)
         self.draws = int(cfg.jigsaw_test_draws) if "jigsaw" in self.tasks else 0
+        self.mirror = bool(det.mirrors)
         self.size = (det.input_shape[2], cfg.image_size, cfg.image_size)  # C, S, S
         self.terms = det.task_terms
         self.weights = det.fusion_weights
@@ -231,6 +232,14 @@ class ExportGraph(nn.Module):
         return task_score(logits, getattr(self, f"labels_{name}"), self.head_sizes[name], self.kind, alphas)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        comps = self._components(x)
+        if self.mirror:  # each component the mean over the image and its left-right mirror, as eager
+            mirrored = self._components(torch.flip(x, dims=[3]))
+            comps = {n: (v + mirrored[n]) / 2 for n, v in comps.items()}
+        normality = fuse_tensors(comps, self.fusion, self.terms, self.stats, self.weights)
+        return (-normality, normality, *(comps[n] for n in self.components))
+
+    def _components(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         c, s1, s2 = self.size
         pairs = self._views()
         flat = []
@@ -254,8 +263,7 @@ class ExportGraph(nn.Module):
         if self.knn:
             queries = l2_normalise(feats[start:].float())
             comps[FEATURE_COMPONENT] = -knn_cosine_distance(queries, self.feature_bank, self.knn)
-        normality = fuse_tensors(comps, self.fusion, self.terms, self.stats, self.weights)
-        return (-normality, normality, *(comps[n] for n in self.components))
+        return comps
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,14 +337,16 @@ _TASK_SCORE_TEXT = {
 def describe_component(det: Any, name: str) -> str:
     """One line on what the output ``normality_<name>`` holds (higher = more normal)."""
     cfg = det.config
+    mirror = ", the mean over the image and its left-right mirror" if det.mirrors else ""
     if name == FEATURE_COMPONENT:
+        bank = "training normals and their mirrors" if det.mirrors else "training normals"
         return (f"minus the mean cosine distance of the image's L2-normalised backbone features to its "
-                f"{cfg.feature_knn} nearest training normals (the saved bank), higher = more normal")
+                f"{cfg.feature_knn} nearest {bank} (the saved bank){mirror}, higher = more normal")
     t = det.tasks[name]
     text = f"task {name}: " + _TASK_SCORE_TEXT[cfg.task_score].format(v=t.n_views, h=len(t.head_sizes))
     if name == "jigsaw" and cfg.jigsaw_test_draws:
         text += f", averaged over the centred tiles and {cfg.jigsaw_test_draws} seeded offset draws"
-    return text + ", higher = more normal"
+    return text + mirror + ", higher = more normal"
 
 
 def _percentile_spec(det: Any) -> dict[str, Any] | None:
@@ -415,6 +425,7 @@ def export_onnx(det: Any, path: str | Path, *, opset: int = OPSET, check: bool =
                       "n_score_terms": t.n_score_terms} for n, t in det.tasks.items()},
         "scoring": {"task_score": det.config.task_score, "jigsaw_test_draws": det.config.jigsaw_test_draws,
                     "feature_knn": det.config.feature_knn, "weights": dict(det.fusion_weights or {}),
+                    "test_mirror": det.mirrors,
                     "feature_bank_size": None if det.feature_bank is None else int(det.feature_bank.shape[0]),
                     "normal_stats": None if det.normal_stats is None else det.normal_stats.summary()},
         "fusion": {"rule": det.config.score_fusion, "what": FUSION_TEXT[det.config.score_fusion]},
