@@ -141,17 +141,51 @@ def mean_distance(x_fit: np.ndarray, x_test: np.ndarray) -> np.ndarray:
     return create_method("mean-distance").fit(x_fit).score(x_test)
 
 
-def pixel_knn_distance(x_fit: np.ndarray, x: np.ndarray) -> np.ndarray:
+def pixel_knn_distance(x_fit: np.ndarray, x: np.ndarray, image_size: int | None = None) -> np.ndarray:
     """Cosine distance of each image's pixels (scaled to [-1, 1]) to its nearest training normal:
-    the pixel-space kNN component's anomaly score."""
+    the pixel-space kNN component's anomaly score; with ``image_size``, of the network's input
+    (the images padded or resized to it, as the detector preprocesses them)."""
     from fgad.core.scoring import knn_cosine_distance, l2_normalise
+    from fgad.io.preprocess import to_tensor
 
     def rows(images):
+        if image_size is not None:
+            return l2_normalise(to_tensor(images if images.ndim == 4 else images[..., None], image_size).flatten(1))
         return l2_normalise(torch.from_numpy(images.reshape(len(images), -1).astype(np.float64) / 127.5 - 1.0))
 
     bank = rows(x_fit)
     return np.concatenate([knn_cosine_distance(rows(x[i : i + 500]), bank, 1).numpy()
                            for i in range(0, len(x), 500)])
+
+
+def input_pixel_scores(x_fit, x_held, x_test, preset: str) -> dict[str, np.ndarray]:
+    """The pixel kNN distances at the network's input size (the form a detector computes)."""
+    from fgad.core.config import resolve_config
+
+    size = resolve_config(preset).image_size
+    return {"held_pixknn_input": pixel_knn_distance(x_fit, x_held, size),
+            "test_pixknn_input": pixel_knn_distance(x_fit, x_test, size)}
+
+
+def add_input_pixels(dataset: str, ds, path: Path, preset: str) -> bool:
+    """Add the network-input pixel scores to a dump written before they existed (same split);
+    False when it has them already."""
+    from fgad.io.fileio import atomic_write_bytes
+
+    arrays = dict(np.load(path))
+    if "held_pixknn_input" in arrays or "held_pixknn" not in arrays:
+        return False
+    normal_class = int(path.stem.replace("class", "").split("_seed")[0])
+    x_fit, x_held, x_test, y_test = split(ds, normal_class)
+    if not np.array_equal(y_test, arrays["y_test"]):
+        raise RuntimeError(f"{path}: not the split this script makes")
+    arrays.update(input_pixel_scores(x_fit, x_held, x_test, preset))
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return True
 
 
 def mirrored(images: np.ndarray) -> np.ndarray:
@@ -189,7 +223,8 @@ def run_job(dataset, ds, variant, normal_class, seed, out_dir: Path, preset: str
               # pixel-space components (held-out normals for their statistics): the floor's distance
               # to the mean normal image, and the distance to the nearest training normal
               "held_floor_scores": mean_distance(x_fit, x_held),
-              "held_pixknn": pixel_knn_distance(x_fit, x_held), "test_pixknn": pixel_knn_distance(x_fit, x_test)}
+              "held_pixknn": pixel_knn_distance(x_fit, x_held), "test_pixknn": pixel_knn_distance(x_fit, x_test),
+              **input_pixel_scores(x_fit, x_held, x_test, preset)}
     for name, x in (("train", x_fit), ("held", x_held), ("test", x_test)):
         cap = 1000 if name == "train" else None
         for k, v in outputs(det, x, max_images=cap).items():
@@ -285,6 +320,8 @@ def main() -> int:
     p.add_argument("--data", default=os.environ.get("FGAD_SHARED_DATA", "../shared/data"))
     p.add_argument("--out", default="study/dumps")
     p.add_argument("--preset", default="quick")
+    p.add_argument("--add-input-pixels", action="store_true",
+                   help="only add the network-input pixel scores to this dataset's finished dumps in --out")
     args = p.parse_args()
     unknown = set(args.variants.split(",")) - set(VARIANTS) - set(BASELINES)
     if unknown:
@@ -292,6 +329,12 @@ def main() -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     ds = load(args.dataset, Path(args.data))
+    if args.add_input_pixels:
+        for path in sorted((out / args.dataset).glob("*/class*_seed*.npz")):
+            if int(path.stem.replace("class", "").split("_seed")[0]) in parse_range(args.classes):
+                if add_input_pixels(args.dataset, ds, path, args.preset):
+                    print(f"added: {path}", flush=True)
+        return 0
     for c in parse_range(args.classes):
         for s in parse_range(args.seeds):
             for v in args.variants.split(","):

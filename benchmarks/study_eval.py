@@ -69,6 +69,12 @@ MNIST 5–9). Of two passing candidates of one knob, the larger mean gain; if bo
 their combination (``+mirror+pix-mean`` and the like, computed too) replaces the default only if
 it passes the same rule against the default, else the single change with the larger mean gain.
 
+The pixel component as a detector computes it (registered after the rules above passed, before
+it ran): ``+pix-knn-input`` is ``+pix-knn`` on the network's input (images padded or resized to
+its side, 32 in ``quick``: bounded memory, and the same input as the ONNX graph) instead of the
+native pixels. Rule (``--score-rule shipped``): ``+mirror-bank+pix-knn-input`` must pass the same
+rule against the default on all four development datasets, or the library keeps the native form.
+
 Every score is oriented as an anomaly score (higher = more anomalous). Output: one TSV line per
 (job, candidate) with its AUROC, the floor's AUROC beside it, and label-free checks on held-out
 normals (per-head accuracy, share of exact ties of the jigsaw sum at its maximum).
@@ -245,6 +251,8 @@ def mirror_and_pixel_candidates(job: Job, default: dict[str, dict[str, np.ndarra
     if "held_floor_scores" in job.d:
         pixels = {"+pix-mean": {"held": -job.d["held_floor_scores"], "test": -job.d["floor_scores"]},
                   "+pix-knn": {"held": -job.d["held_pixknn"], "test": -job.d["test_pixknn"]}}
+    if "held_pixknn_input" in job.d:
+        pixels["+pix-knn-input"] = {"held": -job.d["held_pixknn_input"], "test": -job.d["test_pixknn_input"]}
     for mirror, comp in variants.items():
         if mirror:
             yield DEFAULT_SCORE + mirror, fuse_weighted(comp, weights)
@@ -610,14 +618,19 @@ SCORE_CANDIDATES = ("logp+knn1|zlog-w3", "logp+knn1|zclip-w3")
 #: (None: every dataset the baseline ran).
 SCORE_RULES = {"bounded": (SCORE_CANDIDATES, "ours", None),
                "mirror": (MIRROR_CANDIDATES, "ours-hflip", ("cifar10", "cub")),
-               "pixel": (PIXEL_CANDIDATES, "ours-hflip", None)}
+               "pixel": (PIXEL_CANDIDATES, "ours-hflip", None),
+               # both knobs passed: the combination of each one's larger gain, against the default
+               "combined": ((DEFAULT_SCORE + "+mirror-bank+pix-knn",), "ours-hflip", None),
+               # the pixel component on the network's input, as a detector computes it
+               "shipped": ((DEFAULT_SCORE + "+mirror-bank+pix-knn-input",), "ours-hflip", None)}
 
 
 def score_rule(tsv: Path, variant: str = "ours", baseline: str = DEFAULT_SCORE,
                candidates: tuple[str, ...] = SCORE_CANDIDATES, only: tuple[str, ...] | None = None) -> str:
     """Markdown: each score candidate against ``baseline`` on the same trainings of ``variant``,
     per dataset (``only``: these) the paired mean difference (bootstrap 95% interval) and the
-    pre-registered verdict. A ``-hflip`` variant stands on grey datasets for its plain one."""
+    pre-registered verdict. A ``-hflip`` variant stands on grey datasets for its plain one, a
+    mirror candidate for its unmirrored score (:func:`scored_as`)."""
     auc = read_aurocs(tsv)
     datasets = sorted({k[0] for k in auc if k[1:3] == (trains_as(variant, k[0]), baseline)
                        and (only is None or k[0] in only)})
@@ -628,7 +641,7 @@ def score_rule(tsv: Path, variant: str = "ours", baseline: str = DEFAULT_SCORE,
              "| candidate | " + " | ".join(f"{ds} Δ" for ds in datasets) + " | mean Δ | verdict |",
              "|---|" + "---|" * len(datasets) + "---:|---|"]
     for cand in candidates:
-        cells = [paired_cell(jobs_of(auc, ds, trains_as(variant, ds), cand),
+        cells = [paired_cell(jobs_of(auc, ds, trains_as(variant, ds), scored_as(cand, ds)),
                              jobs_of(auc, ds, trains_as(variant, ds), baseline)) for ds in datasets]
         mean, decision = verdict([d for _c, d in cells])
         lines.append(f"| `{cand.replace('|', ESCAPED_BAR)}` | " + " | ".join(c for c, _d in cells)
@@ -666,7 +679,7 @@ def main() -> int:
                    help="print the label-free checks of a TSV per dataset and variant (comma-separated: only these)")
     p.add_argument("--score-rule", nargs="?", const="bounded", choices=sorted(SCORE_RULES),
                    help="print the verdicts of a TSV's score candidates: bounded evidence (default), "
-                        "test-time mirrors or pixel components")
+                        "test-time mirrors, pixel components, the two combined, or combined as shipped")
     args = p.parse_args()
     if args.times:
         print(job_times(Path(args.dumps)))
