@@ -62,7 +62,7 @@ def test_default_train_is_the_improved_detector(npz_file, tmp_path, capsys):
     assert main(["score", str(out), str(npz_file), "--quiet"]) == 0
     rows = read_csv(capsys.readouterr().out)
     assert rows[0] == ["id", "anomaly_score", "normal_percentile", "normality_geometric", "normality_jigsaw",
-                       "normality_feature_knn"]
+                       "normality_feature_knn", "normality_pixel_knn"]
     np.testing.assert_allclose([float(r[1]) for r in rows[1:]], det.score(np.load(npz_file)["x_train"]), atol=2e-6)
 
 

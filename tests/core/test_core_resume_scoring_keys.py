@@ -19,7 +19,7 @@ RUN = dict(preset="tiny", device="cpu", steps=2, checkpoint_every=1, image_size=
            tasks=("rotation", "jigsaw"), **PAPER_SETTINGS)
 X = np.random.default_rng(8).integers(0, 256, (10, 16, 16), dtype=np.uint8)
 SCORING_KEYS = ("task_score", "score_fusion", "normal_stats", "heldout_fraction", "feature_knn", "feature_bank_max",
-                "jigsaw_test_draws")
+                "jigsaw_test_draws", "feature_weight", "pixel_knn", "test_mirror")
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,8 @@ def resume(finished, tmp_path, monkeypatch, edit=None, **change) -> Detector:
     {"task_score": "dirichlet", "jigsaw_test_draws": 2},
     {"score_fusion": "mean"},
     {"score_fusion": "zscore", "normal_stats": "train", "feature_knn": 2, "feature_bank_max": 5},  # no split
+    {"score_fusion": "zscore", "normal_stats": "train", "feature_knn": 1, "feature_weight": 2.0, "pixel_knn": 2,
+     "test_mirror": "on"},
 ])
 def test_scoring_only_changes_resume(finished, tmp_path, monkeypatch, change):
     assert resume(finished, tmp_path, monkeypatch, **change).heldout_indices is None

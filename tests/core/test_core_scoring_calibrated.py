@@ -220,7 +220,8 @@ def test_config_checks_the_scoring_options():
 @pytest.fixture(scope="module")
 def logprob_zscore(grey_images):
     """logprob task scores, a 3-NN feature component, zscore fusion on held-out normals (equal weights)."""
-    return fgad.Detector(**TINY, task_score="logprob", score_fusion="zscore", feature_knn=3, feature_weight=1.0).fit(
+    return fgad.Detector(**TINY, task_score="logprob", score_fusion="zscore", feature_knn=3, feature_weight=1.0,
+                         pixel_knn=0).fit(
         grey_images, progress=False)
 
 
@@ -232,13 +233,13 @@ def dirichlet_rank(grey_images):
 
 
 def test_feature_weight_scores_a_weighted_mean_and_is_saved(grey_images, make_images, tmp_path):
-    """feature_weight = W: −(Σ task z-scores + W·z_feature) / (tasks + W), the held-out normals'
-    sorted scores (the percentile's reference) by the same rule; saved and reloaded."""
+    """feature_weight = W: −(Σ task z-scores + W·z_feature + z_pixel) / (tasks + W + 1), the held-out
+    normals' sorted scores (the percentile's reference) by the same rule; saved and reloaded."""
     det = fgad.Detector(**TINY, feature_weight=3.0).fit(grey_images, progress=False)
     x = make_images(5, seed=9)
     comps, st = det.score_components(x), det.normal_stats
     z = {n: (comps[n] - st.mean[n]) / st.std[n] for n in comps}
-    want = -(z["geometric"] + z["jigsaw"] + 3.0 * z["feature_knn"]) / 5.0
+    want = -(z["geometric"] + z["jigsaw"] + 3.0 * z["feature_knn"] + z["pixel_knn"]) / 6.0
     np.testing.assert_allclose(det.score(x), want, rtol=1e-12)
     held = grey_images[det.heldout_indices]
     # (float32 features differ in their last bits with the batching; z-scores magnify that)
@@ -447,7 +448,7 @@ def test_calibrated_method_roundtrip(grey_images, make_images, tmp_path):
     x = make_images(5, seed=7)
     scores = det.score(x)
     parts = det.score_components(x)
-    assert list(parts.components) == ["geometric", "jigsaw", "feature_knn"]
+    assert list(parts.components) == ["geometric", "jigsaw", "feature_knn", "pixel_knn"]
     np.testing.assert_array_equal(parts.scores, scores)
     det.save(tmp_path / "cal")
     again = get_method("calibrated").loader(tmp_path / "cal")

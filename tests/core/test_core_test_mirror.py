@@ -1,5 +1,5 @@
-"""Test-time mirrors (``test_mirror``, chosen on the development suite): each component is the
-mean over the image and its left-right mirror, and the kNN bank holds the training normals'
+"""Test-time mirrors (``test_mirror``, chosen on the development suite): each component but the
+pixel one is the mean over the image and its left-right mirror, and the kNN bank holds the training normals'
 mirrors, where training flips the images; the paper's method and models saved before never
 mirror."""
 
@@ -41,15 +41,16 @@ def test_components_are_the_mean_over_the_image_and_its_numpy_mirror(make_images
     det = _detector(make_images)
     plain = dataclasses.replace(det.config, test_mirror="off")
     off = fgad.Detector.from_config(plain)  # the same network and scoring state, no mirrors
-    for key in ("tasks", "net", "input_shape", "feature_bank", "normal_stats", "dirichlet_alpha"):
+    for key in ("tasks", "net", "input_shape", "feature_bank", "pixel_bank", "normal_stats", "dirichlet_alpha"):
         setattr(off, key, getattr(det, key))
     x = make_images(5, 16, 16, 3, seed=6)
     one, two = off.score_components(x), off.score_components(x[:, :, ::-1])
     got = det.score_components(x)
-    assert list(got) == ["geometric", "jigsaw", "feature_knn"]
-    for name in got:
+    assert list(got) == ["geometric", "jigsaw", "feature_knn", "pixel_knn"]
+    for name in ("geometric", "jigsaw", "feature_knn"):
         np.testing.assert_allclose(got[name], (one[name] + two[name]) / 2, rtol=1e-6, atol=1e-9)
         assert not np.allclose(got[name], one[name])  # the mirrors change the value
+    np.testing.assert_array_equal(got["pixel_knn"], one["pixel_knn"])  # the pixel component is not mirrored
 
 
 def test_the_bank_holds_the_training_normals_and_their_mirrors(make_images):

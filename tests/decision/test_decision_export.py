@@ -184,7 +184,7 @@ def test_calibrated_model_parity(calibrated_detector, tmp_path):
     assert meta["scoring"]["task_score"] == "logprob" and meta["scoring"]["feature_knn"] == IMPROVED["feature_knn"]
     assert meta["scoring"]["normal_stats"] == calibrated_detector.normal_stats.summary()
     assert list(meta["outputs"]) == ["anomaly_score", "normality", "normality_geometric", "normality_jigsaw",
-                                     "normality_feature_knn"]
+                                     "normality_feature_knn", "normality_pixel_knn"]
     model = onnx.load(str(tmp_path / "calibrated.onnx"))
     assert "TopK" in {n.op_type for n in model.graph.node}  # the kNN search is in the graph
     ref = np.asarray(meta["normal_percentile"]["heldout_anomaly_scores"])  # the percentile, outside the graph
@@ -221,3 +221,4 @@ def test_mirrored_colour_model_parity(tmp_path):
         assert det.mirrors
         meta = check_parity(det, random_uint8(4, 16, 16, 3, seed=50), tmp_path / "mirror.onnx")
         assert meta["scoring"]["test_mirror"] is True and "mirror" in meta["outputs"]["normality_feature_knn"]
+        assert "not mirrored" in meta["outputs"]["normality_pixel_knn"] and meta["scoring"]["pixel_knn"] == 1

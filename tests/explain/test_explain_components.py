@@ -38,7 +38,7 @@ def test_components_are_the_detectors(calibrated_det):
     pct = det.normal_percentile(scores)
     stats = det.normal_stats
     for i, b in enumerate(parts):
-        assert list(b["components"]) == ["geometric", "jigsaw", "feature_knn"] == det.component_names
+        assert list(b["components"]) == ["geometric", "jigsaw", "feature_knn", "pixel_knn"] == det.component_names
         assert (b["fusion"], b["task_score"]) == ("zscore", "logprob")
         for n, c in b["components"].items():
             assert c["raw"] == comps[n][i]
@@ -113,7 +113,7 @@ def test_cli_explain_on_a_calibrated_model(calibrated_det, tmp_path, capsys):
     assert main(["explain", str(model), str(npz), "--index", "1", "--json", str(tmp_path / "e.json"),
                  "--out", str(tmp_path / "e.png"), "--device", "cpu"]) == 0
     record = json.loads((tmp_path / "e.json").read_text())
-    assert list(record["components"]) == ["geometric", "jigsaw", "feature_knn"]
+    assert list(record["components"]) == ["geometric", "jigsaw", "feature_knn", "pixel_knn"]
     assert record["anomaly_score"] == pytest.approx(calibrated_det.score(NEW[1:2])[0], abs=1e-9)
     assert record["normal_percentile"] == pytest.approx(calibrated_det.normal_percentile([record["anomaly_score"]])[0])
     out = capsys.readouterr().out

@@ -119,7 +119,9 @@ def test_torchrun_with_dropout_keeps_replicas_equal_and_learns(tmp_path):
     # The default (improved) detector: trained without its held-out share, its scoring state
     # fitted after training as Detector.fit does, and so it scores like any saved model.
     assert det.info["n_train"] == 6 and det.info["n_heldout"] == 2 and len(det.heldout_indices) == 2
-    assert det.feature_bank.shape[0] == 6 and det.normal_stats is not None
+    # colour images: the feature bank holds the 6 training normals and their mirrors
+    assert det.mirrors and det.feature_bank.shape[0] == 12 and det.pixel_bank.shape[0] == 6
+    assert det.normal_stats is not None
     assert np.isfinite(det.score(np.repeat(images[..., None], 3, axis=-1))).all()
     log = json.loads((out / "training_log.json").read_text())
     assert [e["step"] for e in log] == [10, 20]

@@ -92,10 +92,13 @@ class DetectorConfig(Config):
     normal_stats: str = "heldout"  # zscore/rank statistics from "heldout" normals or the "train" normals
     heldout_fraction: float = 0.2  # share of the normal images held out of training (zscore/rank + heldout)
     feature_knn: int = 1  # k >= 1: a component, mean cosine distance of features to the k nearest normals
-    feature_bank_max: int = 4096  # training normals in the kNN bank at most (a seeded subsample)
+    feature_bank_max: int = 4096  # training normals in the kNN banks at most (a seeded subsample)
     # The feature_knn component's weight in a zscore/rank fusion, each task weighing 1 (a weighted
     # mean): 3, chosen on the development suite by a rule fixed before it ran (docs/results.md).
     feature_weight: float = 3.0
+    # k >= 1: a component, mean cosine distance of the network's input pixels to the k nearest
+    # training normals' (weight 1, never mirrored): chosen on the development suite with test_mirror
+    pixel_knn: int = 1
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
     # Source images per scoring batch (× all views); None: 128 on CUDA, 8 on a CPU, where big
@@ -180,8 +183,13 @@ class DetectorConfig(Config):
             raise ConfigError(f"option 'feature_knn' needs score_fusion 'zscore' or 'rank' (a feature distance "
                               f"cannot be summed with task scores), got score_fusion {self.score_fusion!r}")
         check_positive(self, "feature_weight")  # (without feature_knn there is nothing to weigh: unused)
-        if self.feature_knn and self.feature_bank_max < 2:
-            raise ConfigError(f"option 'feature_bank_max' must be >= 2 with feature_knn, got {self.feature_bank_max}")
+        check_positive(self, "pixel_knn", allow_zero=True)
+        if self.pixel_knn and self.score_fusion not in STANDARDISED_FUSIONS:
+            raise ConfigError(f"option 'pixel_knn' needs score_fusion 'zscore' or 'rank' (a pixel distance "
+                              f"cannot be summed with task scores), got score_fusion {self.score_fusion!r}")
+        if (self.feature_knn or self.pixel_knn) and self.feature_bank_max < 2:
+            raise ConfigError(f"option 'feature_bank_max' must be >= 2 with feature_knn or pixel_knn, "
+                              f"got {self.feature_bank_max}")
 
 
 #: The paper's values where the config's defaults (the improved detector) depart from it: its
@@ -189,14 +197,14 @@ class DetectorConfig(Config):
 #: (``mhrot``, ``jigsaw``...) fix them, and a saved model folder without these keys (written
 #: before they existed, when the paper's method was the only one) loads with them.
 PAPER_SETTINGS: dict[str, Any] = {"task_score": "prob", "score_fusion": "sum", "feature_knn": 0,
-                                  "jigsaw_test_draws": 0, "hflip": "off", "test_mirror": "off"}
+                                  "jigsaw_test_draws": 0, "hflip": "off", "test_mirror": "off", "pixel_knn": 0}
 PAPER_SCORING = PAPER_SETTINGS  # the name of the first releases, when only the scoring departed
 
 #: fgad's improved detector (method ``calibrated``, which fixes these): the config's defaults for
 #: the scoring keys where it departs from the paper (docs/configuration.md says why,
 #: docs/results.md what each measured). Its training departs in one default, ``hflip="auto"``, and
-#: its scoring also in ``test_mirror="auto"``: both left free, so that models saved before either
-#: was the default still load as ``calibrated``.
+#: its scoring also in ``test_mirror="auto"`` and ``pixel_knn=1``: all three left free, so that
+#: models saved before they were the default still load as ``calibrated``.
 IMPROVED: dict[str, Any] = {"tasks": ("geometric", "jigsaw"),
                             **{k: getattr(DetectorConfig(), k) for k in
                                ("task_score", "score_fusion", "normal_stats", "feature_knn", "feature_weight",

@@ -35,6 +35,7 @@ from .precision import autocast
 from .scoring import (
     FEATURE_COMPONENT,
     FUSIONS,
+    PIXEL_COMPONENT,
     RAW_FUSIONS,
     STANDARDISED_FUSIONS,
     NormalStats,
@@ -111,6 +112,7 @@ class Detector:
         # Fitted scoring state beyond the network (see _fit_scoring), None when the config does not use it:
         self.dirichlet_alpha: dict[str, list[np.ndarray]] | None = None  # per task, per head: V×size α
         self.feature_bank: np.ndarray | None = None  # M×D float32 L2-normalised features of training normals
+        self.pixel_bank: np.ndarray | None = None  # M×(C·S·S) float32 L2-normalised input pixels of training normals
         self.normal_stats: NormalStats | None = None  # reference normals' components (zscore/rank fusion)
         self.heldout_indices: np.ndarray | None = None  # indices of the fit's images held out of training
         self._compiled: tuple[nn.Module, nn.Module] | None = None  # (network, its torch.compile wrapper)
@@ -215,9 +217,12 @@ class Detector:
         the training normals with the feature component left-one-out)."""
         cfg = self.config
         self.dirichlet_alpha = self._fit_dirichlet(x_fit, progress) if cfg.task_score == "dirichlet" else None
-        self.feature_bank, bank = None, None
-        if cfg.feature_knn:
+        self.feature_bank, self.pixel_bank, bank = None, None, None
+        if cfg.feature_knn or cfg.pixel_knn:
             bank = bank_subsample(len(x_fit), cfg.feature_bank_max, cfg.seed)
+        if cfg.pixel_knn:
+            self.pixel_bank = self.input_pixels(x_fit[bank]).astype(np.float32)
+        if cfg.feature_knn:
             feats = [self.features(x_fit[bank], progress=progress)]
             if self.mirrors:  # the training normals' mirrors are as normal as they are
                 feats.append(self.features(x_fit[bank], progress=progress, mirror=True))
@@ -326,6 +331,13 @@ class Detector:
         return l2_normalise(feats.float()[:n_real])
 
     @torch.inference_mode()
+    def input_pixels(self, images: Any, *, conform: bool = False) -> np.ndarray:
+        """The network's input pixels of the images (padded or resized to ``image_size``, in
+        [-1, 1]), flattened and L2-normalised: N×(C·S·S) float64 (the space of ``pixel_knn``)."""
+        out = [_pixel_rows(xb, n) for xb, n in self.image_batches(images, conform=conform)]
+        return torch.cat(out).cpu().numpy()
+
+    @torch.inference_mode()
     def features(self, images: Any, *, progress: bool = False, conform: bool = False,
                  mirror: bool = False) -> np.ndarray:
         """The L2-normalised backbone features of the images, untransformed (``mirror``: of their
@@ -381,17 +393,21 @@ class Detector:
 
     @property
     def component_names(self) -> list[str]:
-        """The fused components: each task, then ``"feature_knn"`` when the config has that component."""
-        return [*self.tasks, *([FEATURE_COMPONENT] if self.config.feature_knn else [])]
+        """The fused components: each task, then ``"feature_knn"`` and ``"pixel_knn"`` when the config
+        has them."""
+        cfg = self.config
+        return [*self.tasks, *([FEATURE_COMPONENT] if cfg.feature_knn else []),
+                *([PIXEL_COMPONENT] if cfg.pixel_knn else [])]
 
     def score_components(self, images: Any, *, progress: bool = False, conform: bool = False) -> dict[str, np.ndarray]:
         """Every component the score fuses, as normality values (higher = more normal), one float64
         array of N each: per task its score under ``config.task_score`` (``"prob"``: the sums of
         :meth:`score_tasks`; with ``jigsaw_test_draws`` = D > 0 the jigsaw's per-view terms are
         averaged over the centred tiles and D random tile draws), and ``"feature_knn"``: minus the
-        mean cosine distance of the image's features to its nearest training normals. With
-        :attr:`mirrors`, each is the mean of its values on the image and on its left-right mirror.
-        :meth:`score` is minus their fusion."""
+        mean cosine distance of the image's features to its nearest training normals, and
+        ``"pixel_knn"``: the same for the network's input pixels. With :attr:`mirrors`, each but
+        ``"pixel_knn"`` is the mean of its values on the image and on its left-right mirror (as
+        chosen on the development suite). :meth:`score` is minus their fusion."""
         return self._components(images, progress=progress, conform=conform)
 
     @torch.inference_mode()
@@ -407,6 +423,7 @@ class Detector:
         if cfg.task_score == "dirichlet":
             alphas = {n: [torch.from_numpy(a).to(device) for a in heads] for n, heads in self.dirichlet_alpha.items()}
         bank = torch.from_numpy(self.feature_bank).to(device) if cfg.feature_knn else None
+        pixel_bank = torch.from_numpy(self.pixel_bank).to(device) if cfg.pixel_knn else None
         out: dict[str, list[torch.Tensor]] = {n: [] for n in self.component_names}  # on the device: no sync per batch
         start = 0
         for xb, n_real in self.image_batches(images, progress=progress, conform=conform):
@@ -417,6 +434,9 @@ class Detector:
             if self.mirrors:
                 mirrored = self._batch_components(xb.flip(-1), n_real, labels, alphas, bank, exclude)
                 values = {n: (v + mirrored[n]) / 2 for n, v in values.items()}
+            if pixel_bank is not None:  # the pixel bank holds no mirrors: the image's own row only
+                own = None if exclude is None else exclude.reshape(n_real, -1)[:, :1]
+                values[PIXEL_COMPONENT] = -knn_cosine_distance(_pixel_rows(xb, n_real), pixel_bank, cfg.pixel_knn, own)
             for n, v in values.items():
                 out[n].append(v)
             start += n_real
@@ -552,6 +572,8 @@ class Detector:
             arrays.update({f"dirichlet_alpha.{n}.{h}": a for h, a in enumerate(heads)})
         if self.feature_bank is not None:
             arrays["feature_bank"] = self.feature_bank
+        if self.pixel_bank is not None:
+            arrays["pixel_bank"] = self.pixel_bank
         if self.normal_stats is not None:
             arrays.update(self.normal_stats.tensors())
         if self.heldout_indices is not None:
@@ -575,6 +597,13 @@ class Detector:
             if bank.ndim != 2 or bank.shape[0] < 2 or bank.shape[1] != self.net.backbone.out_features:
                 raise ValueError(f"feature bank of shape {list(bank.shape)} does not match the backbone")
             self.feature_bank = bank.astype(np.float32)
+        if cfg.pixel_knn:
+            bank = arrays["pixel_bank"]
+            h, w = (cfg.image_size, cfg.image_size) if cfg.image_size else self.input_shape[:2]
+            n_pixels = self.input_shape[2] * h * w
+            if bank.ndim != 2 or bank.shape[0] < 2 or bank.shape[1] != n_pixels:
+                raise ValueError(f"pixel bank of shape {list(bank.shape)} does not match {n_pixels} input pixels")
+            self.pixel_bank = bank.astype(np.float32)
         if cfg.score_fusion in STANDARDISED_FUSIONS:
             self.normal_stats = NormalStats.restore(folder.get("normal_stats"), arrays, self.component_names)
         if "heldout_indices" in arrays:
@@ -614,6 +643,11 @@ class Detector:
             raise ModelFileError(f"{folder.path}: missing or invalid scoring state ({exc})") from exc
         det.net.to(det.device).eval()
         return det
+
+
+def _pixel_rows(xb: torch.Tensor, n_real: int) -> torch.Tensor:
+    """The L2-normalised flattened input pixels (float64, n_real×(C·S·S)) of a batch."""
+    return l2_normalise(xb[:n_real].flatten(1))
 
 
 def _load_decision(value: Any) -> dict[str, Any] | None:

@@ -13,6 +13,8 @@ component, normal-image statistics and the fusion of components into one score.
 
 **The feature component** (``feature_knn`` = k ≥ 1): minus the mean cosine distance of the
 image's L2-normalised backbone features to its k nearest rows of a bank of training normals.
+**The pixel component** (``pixel_knn`` = k ≥ 1): the same on the network's input pixels (the
+image padded or resized to ``image_size``, in [-1, 1]), flattened.
 
 **Fusion** of the components into one normality score (``score_fusion``):
 
@@ -52,6 +54,8 @@ TASK_SCORES = ("prob", "logprob", "dirichlet")
 NORMAL_STATS = ("heldout", "train")
 #: The name of the feature-space component among a detector's components.
 FEATURE_COMPONENT = "feature_knn"
+#: The name of the pixel-space component among a detector's components.
+PIXEL_COMPONENT = "pixel_knn"
 #: Probabilities are floored here before a log in the Dirichlet scores (float softmaxes reach 0).
 PROB_FLOOR = 1e-12
 

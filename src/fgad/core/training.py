@@ -43,7 +43,8 @@ from .seeding import derive_seed, generator
 # The scoring options act after training, except through the held-out split: the fusion and the
 # normal statistics' options are compared as the one split they make (_training_identity).
 _RESUME_FREE_KEYS = {"device", "score_batch_size", "checkpoint_every", "compile", "task_score", "feature_knn",
-                     "feature_bank_max", "jigsaw_test_draws", "score_fusion", "normal_stats", "heldout_fraction"}
+                     "feature_bank_max", "feature_weight", "pixel_knn", "test_mirror", "jigsaw_test_draws",
+                     "score_fusion", "normal_stats", "heldout_fraction"}
 _SPLIT_KEY = "held-out split (score_fusion, normal_stats, heldout_fraction)"
 
 

@@ -4,7 +4,9 @@
   and its training too (no flips);
 - ``calibrated``: fgad's improved detector, geometric + jigsaw with the settings of
   :data:`fgad.core.config.IMPROVED` (log-space task scores, a feature-space kNN component, fusion
-  relative to held-out normal images) and the config's default flips of colour training images;
+  relative to held-out normal images) and the config's defaults for flips of colour training
+  images, test-time mirrors and the pixel component (left free so that models saved before them
+  still load);
 - ``mhrot``: geometric only (MHRot, Hendrycks et al. 2019: the paper's "Geometric" column);
 - ``jigsaw``: jigsaw only (the ablation's "Jigsaw" column);
 - ``rotation``, ``translation``: single tasks for the task-suitability study (Fig. 1).

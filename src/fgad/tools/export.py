@@ -72,6 +72,7 @@ from torch import nn
 
 from ..core.scoring import (
     FEATURE_COMPONENT,
+    PIXEL_COMPONENT,
     STANDARDISED_FUSIONS,
     fuse_tensors,
     knn_cosine_distance,
@@ -219,6 +220,9 @@ class ExportGraph(nn.Module):
                                      persistent=False)
         if self.knn:
             self.register_buffer("feature_bank", torch.from_numpy(np.asarray(det.feature_bank)), persistent=False)
+        self.pixel_knn = int(cfg.pixel_knn)
+        if self.pixel_knn:
+            self.register_buffer("pixel_bank", torch.from_numpy(np.asarray(det.pixel_bank)), persistent=False)
 
     def _views(self) -> list[tuple[str, int]]:
         """The (task, draw) pairs whose views the graph builds: every task's test views (draw 0),
@@ -236,6 +240,8 @@ class ExportGraph(nn.Module):
         if self.mirror:  # each component the mean over the image and its left-right mirror, as eager
             mirrored = self._components(torch.flip(x, dims=[3]))
             comps = {n: (v + mirrored[n]) / 2 for n, v in comps.items()}
+        if self.pixel_knn:  # the input pixels, never mirrored, as eager
+            comps[PIXEL_COMPONENT] = -knn_cosine_distance(l2_normalise(x.flatten(1)), self.pixel_bank, self.pixel_knn)
         normality = fuse_tensors(comps, self.fusion, self.terms, self.stats, self.weights)
         return (-normality, normality, *(comps[n] for n in self.components))
 
@@ -342,6 +348,10 @@ def describe_component(det: Any, name: str) -> str:
         bank = "training normals and their mirrors" if det.mirrors else "training normals"
         return (f"minus the mean cosine distance of the image's L2-normalised backbone features to its "
                 f"{cfg.feature_knn} nearest {bank} (the saved bank){mirror}, higher = more normal")
+    if name == PIXEL_COMPONENT:
+        return (f"minus the mean cosine distance of the image's input pixels (as preprocessed, flattened, "
+                f"L2-normalised) to its {cfg.pixel_knn} nearest training normals' (the saved bank), not mirrored, "
+                f"higher = more normal")
     t = det.tasks[name]
     text = f"task {name}: " + _TASK_SCORE_TEXT[cfg.task_score].format(v=t.n_views, h=len(t.head_sizes))
     if name == "jigsaw" and cfg.jigsaw_test_draws:
@@ -425,7 +435,7 @@ def export_onnx(det: Any, path: str | Path, *, opset: int = OPSET, check: bool =
                       "n_score_terms": t.n_score_terms} for n, t in det.tasks.items()},
         "scoring": {"task_score": det.config.task_score, "jigsaw_test_draws": det.config.jigsaw_test_draws,
                     "feature_knn": det.config.feature_knn, "weights": dict(det.fusion_weights or {}),
-                    "test_mirror": det.mirrors,
+                    "test_mirror": det.mirrors, "pixel_knn": det.config.pixel_knn,
                     "feature_bank_size": None if det.feature_bank is None else int(det.feature_bank.shape[0]),
                     "normal_stats": None if det.normal_stats is None else det.normal_stats.summary()},
         "fusion": {"rule": det.config.score_fusion, "what": FUSION_TEXT[det.config.score_fusion]},
