@@ -119,3 +119,19 @@ def test_a_grey_job_dumps_no_mirrors(study, tmp_path):
     study.run_job("tiny", tiny_dataset(), "ours", 0, 0, tmp_path, preset="tiny")
     dump = np.load(tmp_path / "tiny" / "ours" / "class0_seed0.npz")
     assert not any(k.startswith("mirror_") for k in dump) and "held_pixknn" in dump
+
+
+def test_input_pixel_scores_are_added_to_an_older_dump_as_a_new_job_writes_them(study, tmp_path):
+    ds = colour_dataset()
+    study.run_job("tiny", ds, "ours-hflip", 0, 0, tmp_path, preset="tiny")
+    path = tmp_path / "tiny" / "ours-hflip" / "class0_seed0.npz"
+    fresh = dict(np.load(path))
+    x_fit, x_held, _x_test, _y = study.split(ds, 0)
+    np.testing.assert_allclose(fresh["held_pixknn_input"], study.pixel_knn_distance(x_fit, x_held, 32))  # tiny: side 32
+    older = {k: v for k, v in fresh.items() if not k.endswith("_pixknn_input")}
+    np.savez(path, **older)
+    assert study.add_input_pixels("tiny", ds, path, "tiny")
+    again = dict(np.load(path))
+    for key in ("held_pixknn_input", "test_pixknn_input"):
+        np.testing.assert_array_equal(again[key], fresh[key])
+    assert not study.add_input_pixels("tiny", ds, path, "tiny")  # done already
