@@ -241,12 +241,11 @@ def mirror_and_pixel_candidates(job: Job, default: dict[str, dict[str, np.ndarra
     weights = {"feat": 3.0}
     variants = {"": default}
     if job.has_mirrors:
+        tasks = {t: {s: (c[s] + job.task_score(t, f"mirror_{s}", "logp")) / 2 for s in ("held", "test")}
+                 for t, c in default.items() if t != "feat"}
         for bank in (False, True):
-            comp = {t: {s: (c[s] + job.task_score(t, f"mirror_{s}", "logp")) / 2 for s in ("held", "test")}
-                    for t, c in default.items() if t != "feat"}
-            comp["feat"] = {s: (job.knn(s, 1, bank) + job.knn(f"mirror_{s}", 1, bank)) / 2
-                            for s in ("held", "test")}
-            variants["+mirror-bank" if bank else "+mirror"] = comp
+            feat = {s: (job.knn(s, 1, bank) + job.knn(f"mirror_{s}", 1, bank)) / 2 for s in ("held", "test")}
+            variants["+mirror-bank" if bank else "+mirror"] = {**tasks, "feat": feat}
     pixels = {}
     if "held_floor_scores" in job.d:
         pixels = {"+pix-mean": {"held": -job.d["held_floor_scores"], "test": -job.d["floor_scores"]},
