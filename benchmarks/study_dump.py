@@ -170,22 +170,31 @@ def input_pixel_scores(x_fit, x_held, x_test, preset: str) -> dict[str, np.ndarr
 def add_input_pixels(dataset: str, ds, path: Path, preset: str) -> bool:
     """Add the network-input pixel scores to a dump written before they existed (same split);
     False when it has them already."""
-    from fgad.io.fileio import atomic_write_bytes
-
     arrays = dict(np.load(path))
     if "held_pixknn_input" in arrays or "held_pixknn" not in arrays:
         return False
-    normal_class = int(path.stem.replace("class", "").split("_seed")[0])
-    x_fit, x_held, x_test, y_test = split(ds, normal_class)
+    x_fit, x_held, x_test, y_test = split(ds, dump_class(path))
     if not np.array_equal(y_test, arrays["y_test"]):
         raise RuntimeError(f"{path}: not the split this script makes")
     arrays.update(input_pixel_scores(x_fit, x_held, x_test, preset))
+    write_dump(path, arrays)
+    return True
+
+
+def write_dump(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """One job's arrays as a compressed ``.npz``, written atomically (a crash leaves no half file)."""
     import io
+
+    from fgad.io.fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
-    return True
+
+
+def dump_class(path: Path) -> int:
+    """The normal class of a dump file ``classC_seedS.npz``."""
+    return int(path.stem.replace("class", "").split("_seed")[0])
 
 
 def mirrored(images: np.ndarray) -> np.ndarray:
@@ -200,7 +209,6 @@ def is_colour(images: np.ndarray) -> bool:
 def run_job(dataset, ds, variant, normal_class, seed, out_dir: Path, preset: str = "quick") -> str | None:
     from fgad import Detector
     from fgad.core.config import PAPER_SETTINGS
-    from fgad.io.fileio import atomic_write_bytes
 
     path = out_dir / dataset / variant / f"class{normal_class}_seed{seed}.npz"
     if path.exists():
@@ -237,11 +245,7 @@ def run_job(dataset, ds, variant, normal_class, seed, out_dir: Path, preset: str
     for n, t in det.tasks.items():
         arrays[f"labels_{n}"] = t.labels().numpy()
         arrays[f"head_sizes_{n}"] = np.array(t.head_sizes)
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    write_dump(path, arrays)
     total_s = float(arrays["total_s"])
     return append_job_line(out_dir, f"{dataset}\t{variant}\t{normal_class}\t{seed}\t{fit_s:.1f}\t{total_s:.1f}")
 
@@ -250,7 +254,6 @@ def run_baseline(dataset, method, normal_class, seed, path: Path, out_dir: Path,
                  data) -> str:
     """A baseline trained on the same training normals (the held-out share left out, as for the
     self-supervised variants) and scored on the same test images."""
-    from fgad.io.fileio import atomic_write_bytes
     from fgad.methods import create_method
 
     x_fit, x_test, y_test = data
@@ -265,12 +268,8 @@ def run_baseline(dataset, method, normal_class, seed, path: Path, out_dir: Path,
     else:
         scores = det.score(x_test)
     total_s = time.perf_counter() - t0
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, y_test=y_test, test_scores=scores, fit_s=np.array(fit_s), total_s=np.array(total_s),
-                        floor_scores=mean_distance(x_fit, x_test), **extra)
-    atomic_write_bytes(path, buf.getvalue())
+    write_dump(path, {"y_test": y_test, "test_scores": scores, "fit_s": np.array(fit_s),
+                      "total_s": np.array(total_s), "floor_scores": mean_distance(x_fit, x_test), **extra})
     return append_job_line(out_dir, f"{dataset}\t{method}\t{normal_class}\t{seed}\t{fit_s:.1f}\t{total_s:.1f}")
 
 
@@ -331,7 +330,7 @@ def main() -> int:
     ds = load(args.dataset, Path(args.data))
     if args.add_input_pixels:
         for path in sorted((out / args.dataset).glob("*/class*_seed*.npz")):
-            if int(path.stem.replace("class", "").split("_seed")[0]) in parse_range(args.classes):
+            if dump_class(path) in parse_range(args.classes):
                 if add_input_pixels(args.dataset, ds, path, args.preset):
                     print(f"added: {path}", flush=True)
         return 0
