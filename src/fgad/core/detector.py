@@ -422,8 +422,9 @@ class Detector:
         alphas = None
         if cfg.task_score == "dirichlet":
             alphas = {n: [torch.from_numpy(a).to(device) for a in heads] for n, heads in self.dirichlet_alpha.items()}
-        bank = torch.from_numpy(self.feature_bank).to(device) if cfg.feature_knn else None
-        pixel_bank = torch.from_numpy(self.pixel_bank).to(device) if cfg.pixel_knn else None
+        # float64 once per call, as knn_cosine_distance computes: not a copy of the banks per batch
+        bank = torch.from_numpy(self.feature_bank).to(device, torch.float64) if cfg.feature_knn else None
+        pixel_bank = torch.from_numpy(self.pixel_bank).to(device, torch.float64) if cfg.pixel_knn else None
         out: dict[str, list[torch.Tensor]] = {n: [] for n in self.component_names}  # on the device: no sync per batch
         start = 0
         for xb, n_real in self.image_batches(images, progress=progress, conform=conform):
