@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from fgad import Detector
+from fgad.io.fileio import atomic_write_text
 
 
 def run(npz: str, normal_class: int, target_fpr: float, preset: str, holdout: float, n_anomalies: int,
@@ -63,9 +64,8 @@ def main() -> None:
         print(f"| {r['class']} | {r['n_fit']} | {r['n_calibration']} | {r['target_fpr']:.3f} | "
               f"{r['calibration_fpr']:.3f} | {r['test_fpr']:.3f} ({r['n_test_normal']}) | "
               f"{r['test_detection_rate']:.3f} ({r['n_test_anomalies']}) | {r['seconds']} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    if args.json:  # whole or not at all: a crash leaves no half-written file
+        atomic_write_text(args.json, json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch
 
 from fgad import Detector
 from fgad.core.config import PAPER_SETTINGS
+from fgad.io.fileio import atomic_write_text
 
 #: (row name, overrides): the paper's method, then the improved default built up one knob at a
 #: time, so that each row's cost over the one before is that knob's.
@@ -92,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print(f"\n{args.preset} network, {args.side}×{args.side}, {args.train} training normals, {args.test} images "
           f"scored, {args.threads} thread(s), torch {torch.__version__}, load average {load:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "load_average": load, "rows": rows}, f, indent=1)
+    if args.json:  # whole or not at all: a crash leaves no half-written file
+        atomic_write_text(args.json, json.dumps({"args": vars(args), "load_average": load, "rows": rows}, indent=1))
     return 0
 
 
