@@ -274,12 +274,17 @@ def run_baseline(dataset, method, normal_class, seed, path: Path, out_dir: Path,
 
 
 def machine_id() -> str:
-    """Which machine ran a job: its CPU model and core count, and a short hash of its host name
-    (tells two machines of one model apart without writing the name down). Job times of two
-    machines differ by up to 1.8× here, so a time rule compares jobs of one machine only."""
+    """Which machine ran a job: its CPU model and core count, a short hash of its host name, the
+    vector instructions torch uses there (``cpu-AVX2``, ``cpu-AVX512``: they pick the kernels, so
+    the floating-point path), and a short hash of its boot (``boot-…``). Every machine here has
+    the same host name, so only the boot tells two sessions' machines apart (a fresh machine is a
+    fresh boot); the same seeded job can train differently on two of them, and their times differ
+    by up to 1.8×, so a time rule compares jobs of one machine only."""
     import hashlib
     import platform
     import socket
+
+    import torch
 
     model = platform.processor() or platform.machine()
     try:
@@ -288,7 +293,19 @@ def machine_id() -> str:
     except OSError:
         pass
     host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-    return " ".join(f"{model.strip()} ×{os.cpu_count()} {host}".split())  # no tabs or newlines
+    boot = boot_id()
+    boot = f" boot-{hashlib.sha256(boot.encode()).hexdigest()[:8]}" if boot else ""
+    cpu = f"cpu-{torch.backends.cpu.get_cpu_capability()}"
+    return " ".join(f"{model.strip()} ×{os.cpu_count()} {host} {cpu}{boot}".split())  # no tabs or newlines
+
+
+def boot_id() -> str:
+    """This boot's id (Linux), or "" where the system has none to read."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def append_job_line(out_dir: Path, line: str) -> str:

@@ -426,7 +426,8 @@ def read_jobs(path: Path) -> dict[tuple[str, str, int, int], dict[str, str]]:
 
 
 def machine_label(machine: str) -> str:
-    """A job line's machine, short: its host hash (``study_dump.machine_id``'s last word)."""
+    """A job line's machine, short: ``study_dump.machine_id``'s last word (its boot hash; on lines
+    written before boots were recorded, the host hash, which every machine here shares)."""
     return machine.split()[-1] if machine else "unrecorded"
 
 

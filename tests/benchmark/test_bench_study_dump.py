@@ -135,3 +135,16 @@ def test_input_pixel_scores_are_added_to_an_older_dump_as_a_new_job_writes_them(
     for key in ("held_pixknn_input", "test_pixknn_input"):
         np.testing.assert_array_equal(again[key], fresh[key])
     assert not study.add_input_pixels("tiny", ds, path, "tiny")  # done already
+
+
+def test_the_machine_tag_tells_two_boots_of_one_host_apart(study, monkeypatch):
+    """Every machine here has one host name, so the boot is what separates two sessions' machines."""
+    monkeypatch.setattr(study, "boot_id", lambda: "5e340351-ac46-4ba3-8c02-f5af5a44aaf4")
+    first = study.machine_id()
+    monkeypatch.setattr(study, "boot_id", lambda: "0b7c1e2a-9d4f-4c3b-8a1e-6f5d4c3b2a19")
+    second = study.machine_id()
+    assert first != second and first.rsplit(" ", 1)[0] == second.rsplit(" ", 1)[0]
+    assert first.split()[-1].startswith("boot-") and first.split()[-2].startswith("cpu-") and "\t" not in first
+    monkeypatch.setattr(study, "boot_id", lambda: "")  # no boot id to read: the tag still stands
+    assert study.machine_id() == first.rsplit(" ", 1)[0]
+    assert load_script("study_eval").machine_label(first) == first.split()[-1]
