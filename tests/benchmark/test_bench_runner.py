@@ -105,6 +105,7 @@ def test_record_contents(three_methods, ref, method):
     assert rec["fgad_record"] == RECORD_VERSION
     assert rec["job"] == job.to_dict()
     assert rec["versions"]["fgad"] == fgad.__version__ and rec["versions"]["torch"] == torch.__version__
+    assert rec["versions"]["torch_cpu"] == torch.backends.cpu.get_cpu_capability()  # which kernels ran
     assert rec["git_revision"] is None or re.fullmatch(r"[0-9a-f]{40}", rec["git_revision"])
     assert rec["threads"] == torch.get_num_threads()
     assert set(rec["timings"]) == {"fit_s", "score_s", "total_s"}

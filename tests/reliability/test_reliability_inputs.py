@@ -116,7 +116,7 @@ def test_model_records_seed_versions_and_revision(grey_model):
     _, path = grey_model
     meta = json.loads((path / "config.json").read_text())
     assert meta["config"]["seed"] == 0
-    assert {"fgad", "torch", "numpy", "python"} <= set(meta["versions"])
+    assert {"fgad", "torch", "numpy", "python", "torch_cpu"} <= set(meta["versions"])
     assert "git_revision" in meta  # None outside a git checkout
 
 

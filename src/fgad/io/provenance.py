@@ -11,12 +11,15 @@ import numpy as np
 
 
 def versions() -> dict[str, str]:
+    """Library versions, and the vector instructions torch's CPU kernels use here (``AVX2``,
+    ``AVX512``...): a seeded CPU run reruns bit for bit only where these all match, and on hard
+    classes another floating-point path can move an AUROC by several points (docs/reliability.md)."""
     import torch
 
     from .. import __version__
 
     return {"fgad": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "torch_cpu": torch.backends.cpu.get_cpu_capability()}
 
 
 @lru_cache(maxsize=1)
