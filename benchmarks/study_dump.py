@@ -284,7 +284,7 @@ def machine_id() -> str:
     import platform
     import socket
 
-    import torch
+    from fgad.io.provenance import versions
 
     model = platform.processor() or platform.machine()
     try:
@@ -295,7 +295,7 @@ def machine_id() -> str:
     host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
     boot = boot_id()
     boot = f" boot-{hashlib.sha256(boot.encode()).hexdigest()[:8]}" if boot else ""
-    cpu = f"cpu-{torch.backends.cpu.get_cpu_capability()}"
+    cpu = f"cpu-{versions()['torch_cpu']}"  # the kernels saved models and records name too
     return " ".join(f"{model.strip()} ×{os.cpu_count()} {host} {cpu}{boot}".split())  # no tabs or newlines
 
 
